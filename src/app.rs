@@ -1,0 +1,224 @@
+//! Wires the roles of `credstream run` together: the embedded registry, pollers, the
+//! topology runtime and the query API, all in one process or a subset of them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, RawStoreKind, SourceKind};
+use crate::credit::{CreditTopology, KafkaArrivalSink};
+use crate::formats::Catalog;
+use crate::poller::{LocalSource, Poller};
+use crate::query::QueryState;
+use crate::rawstore::{FsRawStore, RawStore};
+use crate::schema::contracts::Contracts;
+use crate::schema::{Registry, server::SchemaStore};
+use crate::streams::{
+    OutputProducer, RuntimeSettings, RuntimeStatus, StoreRegistry, StreamsRuntime, ensure_topics,
+};
+
+/// A part of the pipeline a process can run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// Poll the configured sources and emit file arrivals.
+    Poller,
+    /// Run the credit topology as a member of the consumer group.
+    Topology,
+    /// Serve the query API and /metrics.
+    Query,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Poller, Role::Topology, Role::Query];
+}
+
+/// A started application.
+pub struct RunningApp {
+    /// Where the query API and `/metrics` listen, when the query role runs.
+    pub query_addr: Option<SocketAddr>,
+    /// The schema registry in use.
+    pub registry_url: String,
+    /// The topology's stores in this process.
+    pub stores: StoreRegistry,
+    pub status: Option<RuntimeStatus>,
+    shutdown: CancellationToken,
+    tasks: JoinSet<Result<(), crate::Error>>,
+}
+
+impl RunningApp {
+    /// Asks every role to stop.
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// A token that stops every role when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Waits for every role to stop; the first error stops the others.
+    pub async fn wait(mut self) -> Result<(), crate::Error> {
+        let mut first_error = None;
+        while let Some(joined) = self.tasks.join_next().await {
+            let result = joined.unwrap_or_else(|e| {
+                std::panic::resume_unwind(e.into_panic());
+            });
+            if let Err(e) = result {
+                tracing::error!(error = %e, kind = %e.kind(), "a role failed; stopping");
+                self.shutdown.cancel();
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// The librdkafka settings every client shares.
+pub fn kafka_client_config(config: &Config) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", &config.kafka.bootstrap_servers);
+    for (k, v) in &config.kafka.properties {
+        client.set(k, v);
+    }
+    client
+}
+
+fn io(context: &str) -> impl FnOnce(std::io::Error) -> crate::Error + '_ {
+    move |e| crate::Error::io(context, e)
+}
+
+/// Starts the roles in `roles` (and the embedded registry when configured).
+pub async fn start(config: &Config, roles: &[Role]) -> Result<RunningApp, crate::Error> {
+    let metrics = crate::metrics::install();
+    let shutdown = CancellationToken::new();
+    let mut tasks: JoinSet<Result<(), crate::Error>> = JoinSet::new();
+
+    let registry_url = if config.registry.embedded {
+        let listener = tokio::net::TcpListener::bind(config.registry.listen)
+            .await
+            .map_err(io("binding the embedded schema registry"))?;
+        let url = format!(
+            "http://{}",
+            listener.local_addr().map_err(io("registry address"))?
+        );
+        tracing::info!(%url, "embedded schema registry listening");
+        let token = shutdown.clone();
+        tasks.spawn(async move {
+            crate::schema::server::serve(listener, Arc::new(SchemaStore::default()), async move {
+                token.cancelled().await
+            })
+            .await
+            .map_err(io("serving the schema registry"))
+        });
+        url
+    } else {
+        config.registry_url()
+    };
+
+    let client = kafka_client_config(config);
+    let catalog = match &config.topology.dir {
+        Some(dir) => Catalog::load_dir(dir)?,
+        None => Catalog::builtin()?,
+    };
+    let contracts = match &config.topology.avro_dir {
+        Some(dir) => Contracts::load_dir(dir)?,
+        None => Contracts::builtin(),
+    };
+    let raw: Arc<dyn RawStore> = match config.raw_store.kind {
+        RawStoreKind::Fs => Arc::new(FsRawStore::new(&config.raw_store.path)),
+    };
+    let registry = Arc::new(Registry::new(&registry_url));
+    let credit = CreditTopology::register(
+        &config.kafka,
+        registry.clone(),
+        raw.clone(),
+        catalog,
+        &contracts,
+    )
+    .await?;
+    ensure_topics(&client, &credit.topics(), config.kafka.create_topics).await?;
+    let producer = OutputProducer::new(&client)?;
+
+    let mut stores = StoreRegistry::default();
+    let mut status = None;
+    if roles.contains(&Role::Topology) {
+        let settings = RuntimeSettings {
+            app_id: config.app.id.clone(),
+            state_dir: config.app.state_dir.clone(),
+            session_timeout_ms: config.kafka.session_timeout_ms,
+            max_poll_interval_ms: config.kafka.max_poll_interval_ms,
+            create_topics: config.kafka.create_topics,
+            replication_factor: config.kafka.replication_factor,
+        };
+        let runtime = StreamsRuntime::new(
+            settings,
+            client.clone(),
+            credit.topology(),
+            producer.clone(),
+        )
+        .await?;
+        stores = runtime.registry();
+        status = Some(runtime.status());
+        let token = shutdown.clone();
+        tasks.spawn(async move { runtime.run(token).await });
+    }
+
+    if roles.contains(&Role::Poller) {
+        if config.sources.is_empty() {
+            tracing::warn!("the poller role runs but no [sources] are configured");
+        }
+        let (topic, codec) = credit.arrivals();
+        let sink = Arc::new(KafkaArrivalSink::new(producer.clone(), topic, codec));
+        for (name, source) in &config.sources {
+            let boxed = match source.kind {
+                SourceKind::Local => Box::new(LocalSource::new(name, &source.path)),
+            };
+            let poller = Poller::new(
+                boxed,
+                raw.clone(),
+                sink.clone(),
+                &config.app.state_dir,
+                Duration::from_millis(source.poll_interval_ms),
+            )?;
+            let token = shutdown.clone();
+            tasks.spawn(async move {
+                poller.run(token).await;
+                Ok(())
+            });
+        }
+    }
+
+    let mut query_addr = None;
+    if roles.contains(&Role::Query) {
+        let listener = tokio::net::TcpListener::bind(config.query.listen)
+            .await
+            .map_err(io("binding the query API"))?;
+        let addr = listener.local_addr().map_err(io("query API address"))?;
+        query_addr = Some(addr);
+        tracing::info!(url = %format!("http://{addr}"), "query API listening");
+        let state = QueryState {
+            stores: stores.clone(),
+            runtime: status.clone(),
+            metrics,
+        };
+        let token = shutdown.clone();
+        tasks.spawn(async move {
+            crate::query::serve(listener, state, async move { token.cancelled().await })
+                .await
+                .map_err(io("serving the query API"))
+        });
+    }
+
+    Ok(RunningApp {
+        query_addr,
+        registry_url: registry.url().to_string(),
+        stores,
+        status,
+        shutdown,
+        tasks,
+    })
+}

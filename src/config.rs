@@ -1,0 +1,393 @@
+//! Configuration: one TOML file, every key overridable by an environment variable.
+//!
+//! A key `section.name` is overridden by `CREDSTREAM_SECTION__NAME` (double underscore
+//! between levels), e.g. `CREDSTREAM_KAFKA__BOOTSTRAP_SERVERS=broker:9092` or
+//! `CREDSTREAM_SOURCES__LANDING__PATH=/srv/drop`. Unknown keys are errors, so a typo is
+//! reported instead of silently ignored.
+//!
+//! Architecture Invariant: configuration is read and validated once, at start-up; no other
+//! module reads the environment for settings.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Environment variable prefix for overrides.
+pub const ENV_PREFIX: &str = "CREDSTREAM_";
+
+/// Variables with the prefix that are not configuration keys.
+const ENV_NOT_KEYS: &[&str] = &["log", "log_format", "config"];
+
+/// Errors found while loading or validating the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl From<figment::Error> for ConfigError {
+    fn from(e: figment::Error) -> Self {
+        // figment's message names the key and where its value came from (file or variable).
+        ConfigError::Invalid(e.to_string())
+    }
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Application identity and local state.
+    pub app: AppConfig,
+    /// The Kafka cluster and topic naming.
+    pub kafka: KafkaConfig,
+    /// The schema registry to register and fetch Avro schemas.
+    pub registry: RegistryConfig,
+    /// Where raw file bytes are archived, content-addressed.
+    pub raw_store: RawStoreConfig,
+    /// Landing areas to poll, by name.
+    pub sources: BTreeMap<String, SourceConfig>,
+    /// The HTTP query API and `/metrics`.
+    pub query: QueryConfig,
+    /// Where file categories and Avro contracts are read from.
+    pub topology: TopologyConfig,
+}
+
+/// Application identity and local state.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppConfig {
+    /// Application id: the consumer group, and the prefix of changelog topic names.
+    /// Replicas of one deployment share it.
+    pub id: String,
+    /// Directory for local state (RocksDB stores, poller state). Deleting it loses nothing:
+    /// stores are restored from their changelogs.
+    pub state_dir: PathBuf,
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        AppConfig {
+            id: "credstream".into(),
+            state_dir: PathBuf::from("state"),
+        }
+    }
+}
+
+/// The Kafka cluster and topic naming.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Comma-separated `host:port` list.
+    pub bootstrap_servers: String,
+    /// Prefix of every topic name credstream reads or writes (not of changelogs).
+    pub topic_prefix: String,
+    /// Partition count of the topics credstream creates.
+    pub partitions: i32,
+    /// Replication factor of the topics credstream creates.
+    pub replication_factor: i32,
+    /// Create missing topics at start-up. Turn off where topics are managed elsewhere.
+    pub create_topics: bool,
+    /// Consumer session timeout; a replica silent for this long loses its partitions.
+    pub session_timeout_ms: u32,
+    /// Longest time one input record (one file) may take to process before the group
+    /// considers the replica stuck.
+    pub max_poll_interval_ms: u32,
+    /// Extra librdkafka properties for every client, e.g. `"security.protocol" = "ssl"`.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            bootstrap_servers: "127.0.0.1:9092".into(),
+            topic_prefix: "credstream.".into(),
+            partitions: 6,
+            replication_factor: 1,
+            create_topics: true,
+            session_timeout_ms: 10_000,
+            max_poll_interval_ms: 600_000,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// The full name of a credstream topic, e.g. `file-arrivals` → `credstream.file-arrivals`.
+    pub fn topic(&self, name: &str) -> String {
+        format!("{}{}", self.topic_prefix, name)
+    }
+}
+
+/// The schema registry.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// Base URL of a Confluent-compatible registry. Ignored when `embedded` is on.
+    pub url: String,
+    /// Serve the embedded registry from this process at `listen` and use it.
+    pub embedded: bool,
+    /// Address of the embedded registry.
+    pub listen: SocketAddr,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            url: "http://127.0.0.1:8081".into(),
+            embedded: false,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+        }
+    }
+}
+
+/// Where raw file bytes are archived.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawStoreConfig {
+    /// Backend: `fs` (a local or mounted directory).
+    pub kind: RawStoreKind,
+    /// Root directory of the `fs` backend.
+    pub path: PathBuf,
+}
+
+impl Default for RawStoreConfig {
+    fn default() -> Self {
+        RawStoreConfig {
+            kind: RawStoreKind::Fs,
+            path: PathBuf::from("raw"),
+        }
+    }
+}
+
+/// Raw store backends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawStoreKind {
+    /// A local directory.
+    Fs,
+}
+
+/// One landing area.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Source type: `local` (a directory).
+    pub kind: SourceKind,
+    /// Root directory. Files are expected at `<root>/<client id>/…`.
+    pub path: PathBuf,
+    /// Time between two listings; a file is emitted once two listings agree on its size and
+    /// modification time.
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+}
+
+fn default_poll_interval_ms() -> u64 {
+    1000
+}
+
+/// Source types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// A local directory.
+    Local,
+}
+
+/// The HTTP query API.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryConfig {
+    /// Listen address of the query API and `/metrics`.
+    pub listen: SocketAddr,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        QueryConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
+}
+
+/// Where categories and contracts come from.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopologyConfig {
+    /// Directory of category files (`*.toml`). Unset: the ones built into the binary,
+    /// which are the repository's `topologies/`.
+    pub dir: Option<PathBuf>,
+    /// Directory of Avro contracts (`*.avsc`). Unset: the built-in `avro/`.
+    pub avro_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// Loads `path` (if given), applies `CREDSTREAM_…` overrides from the environment and
+    /// validates the result.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load_with_env(path, Env::prefixed(ENV_PREFIX))
+    }
+
+    fn load_with_env(path: Option<&Path>, env: Env) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = path {
+            // Check the file ourselves: figment treats a missing file as an empty one.
+            std::fs::File::open(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let env = env.ignore(ENV_NOT_KEYS).split("__");
+        let config: Config = figment.merge(env).extract()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: non-empty names, sane numbers.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.app.id.trim().is_empty() {
+            return invalid("app.id must not be empty".into());
+        }
+        if self.kafka.bootstrap_servers.trim().is_empty() {
+            return invalid("kafka.bootstrap_servers must not be empty".into());
+        }
+        if self.kafka.partitions < 1 {
+            return invalid(format!(
+                "kafka.partitions must be at least 1, got {}",
+                self.kafka.partitions
+            ));
+        }
+        if self.kafka.replication_factor < 1 {
+            return invalid(format!(
+                "kafka.replication_factor must be at least 1, got {}",
+                self.kafka.replication_factor
+            ));
+        }
+        if !self.registry.embedded && !self.registry.url.starts_with("http") {
+            return invalid(format!(
+                "registry.url must be an http(s) URL, got {:?}",
+                self.registry.url
+            ));
+        }
+        for (name, source) in &self.sources {
+            if source.poll_interval_ms == 0 {
+                return invalid(format!("sources.{name}.poll_interval_ms must be above 0"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The registry URL to use: the embedded one's address when embedded.
+    pub fn registry_url(&self) -> String {
+        if self.registry.embedded {
+            format!("http://{}", self.registry.listen)
+        } else {
+            self.registry.url.trim_end_matches('/').to_string()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let path = dir.join("credstream.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn file_values_and_defaults_combine() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            r#"
+            [kafka]
+            bootstrap_servers = "k1:9092"
+            [sources.landing]
+            kind = "local"
+            path = "/srv/drop"
+            "#,
+        );
+        let config = Config::load_with_env(Some(&path), Env::prefixed("CS_TEST_NONE_")).unwrap();
+        assert_eq!(config.kafka.bootstrap_servers, "k1:9092");
+        assert_eq!(config.kafka.topic_prefix, "credstream.");
+        assert_eq!(config.sources["landing"].path, PathBuf::from("/srv/drop"));
+        assert_eq!(config.sources["landing"].poll_interval_ms, 1000);
+    }
+
+    #[test]
+    // Jail's closure must return figment's own (large) error type.
+    #[allow(clippy::result_large_err)]
+    fn environment_overrides_nested_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "[sources.landing]\nkind = \"local\"\npath = \"/a\"\n",
+        );
+        // A unique prefix keeps this test independent of the real environment.
+        let vars = [
+            ("CS_T1_KAFKA__BOOTSTRAP_SERVERS", "k2:9093"),
+            ("CS_T1_KAFKA__PARTITIONS", "3"),
+            ("CS_T1_SOURCES__LANDING__POLL_INTERVAL_MS", "250"),
+        ];
+        figment::Jail::expect_with(|jail| {
+            for (k, v) in vars {
+                jail.set_env(k, v);
+            }
+            let config = Config::load_with_env(Some(&path), Env::prefixed("CS_T1_")).unwrap();
+            assert_eq!(config.kafka.bootstrap_servers, "k2:9093");
+            assert_eq!(config.kafka.partitions, 3);
+            assert_eq!(config.sources["landing"].poll_interval_ms, 250);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_key_is_reported_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "[kafka]\nbootstrap_server = \"typo\"\n");
+        let err = Config::load_with_env(Some(&path), Env::prefixed("CS_TEST_NONE_"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bootstrap_server"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_rejected_with_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "[kafka]\npartitions = 0\n");
+        let err = Config::load_with_env(Some(&path), Env::prefixed("CS_TEST_NONE_"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("kafka.partitions"), "{err}");
+
+        let path = write(dir.path(), "[kafka]\npartitions = \"many\"\n");
+        let err = Config::load_with_env(Some(&path), Env::prefixed("CS_TEST_NONE_"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("partitions"), "{err}");
+    }
+
+    #[test]
+    fn missing_file_is_an_error() {
+        let err = Config::load_with_env(
+            Some(Path::new("/nonexistent/credstream.toml")),
+            Env::prefixed("CS_TEST_NONE_"),
+        )
+        .unwrap_err();
+        assert!(matches!(err, ConfigError::Read { .. }));
+    }
+}

@@ -1,0 +1,103 @@
+//! The `credstream` binary: parse the command line, set up logging, run the command.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use credstream::cli::{Cli, Command, LogFormat};
+use credstream::config::Config;
+use credstream::{Error, ErrorKind, app, demo};
+use tokio_util::sync::CancellationToken;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, kind = %e.kind(), "credstream stopped");
+            eprintln!("error: {e}");
+            ExitCode::from(match e.kind() {
+                ErrorKind::Config => 2,
+                ErrorKind::External => 3,
+                ErrorKind::Internal | ErrorKind::Data => 1,
+            })
+        }
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    let default = match cli.command {
+        Command::Demo { .. } => "warn",
+        _ => "info",
+    };
+    let directives = cli.log.as_deref().unwrap_or(default);
+    let filter = tracing_subscriber::EnvFilter::try_new(directives).unwrap_or_else(|e| {
+        eprintln!("warning: bad --log filter {directives:?} ({e}); using {default}");
+        tracing_subscriber::EnvFilter::new(default)
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Cancels `token` on Ctrl-C or SIGTERM.
+fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler installs");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("signal received; shutting down");
+        token.cancel();
+    });
+}
+
+async fn run(command: Command) -> Result<(), Error> {
+    let stop = CancellationToken::new();
+    cancel_on_signal(stop.clone());
+    match command {
+        Command::Run { config, role } => {
+            let config = Config::load(Some(&config))?;
+            let app = app::start(&config, &Command::roles(&role)).await?;
+            let handle = stop.clone();
+            let shutdown_app = app.shutdown_token();
+            tokio::spawn(async move {
+                handle.cancelled().await;
+                shutdown_app.cancel();
+            });
+            app.wait().await
+        }
+        Command::Demo {
+            dir,
+            listen,
+            no_serve,
+        } => demo::run(&dir, listen, !no_serve, stop).await,
+        Command::Registry { listen } => {
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .map_err(|e| Error::io(format!("binding {listen}"), e))?;
+            tracing::info!(url = %format!("http://{listen}"), "schema registry listening");
+            credstream::schema::server::serve(listener, Default::default(), async move {
+                stop.cancelled().await
+            })
+            .await
+            .map_err(|e| Error::io("serving the schema registry", e))
+        }
+    }
+}

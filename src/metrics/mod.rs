@@ -1,0 +1,220 @@
+//! Metrics: one small struct per emitted event, so metric names and labels live in one
+//! place and stay stable. Names follow `credstream_<name>_<unit>_total` for counters.
+//!
+//! Architecture Invariant: no other module calls the `metrics` macros directly.
+
+use std::sync::OnceLock;
+
+use metrics::{counter, describe_counter};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the Prometheus recorder (once per process) and returns its handle, which
+/// renders the text exposition for `/metrics`.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .install_recorder()
+                .expect("no other metrics recorder is installed");
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    describe_counter!(
+        "credstream_files_seen_total",
+        "Files sighted in a landing area for the first time (or changed)."
+    );
+    describe_counter!(
+        "credstream_files_emitted_total",
+        "Stable files archived and emitted as arrivals."
+    );
+    describe_counter!(
+        "credstream_poll_errors_total",
+        "Failed listings or emits of a source; retried at the next poll."
+    );
+    describe_counter!(
+        "credstream_files_processed_total",
+        "Files processed by the topology, by resulting status."
+    );
+    describe_counter!(
+        "credstream_files_duplicate_total",
+        "Arrivals whose bytes were already processed: audit event only."
+    );
+    describe_counter!(
+        "credstream_files_quarantined_total",
+        "Files held whole in quarantine, by drift class."
+    );
+    describe_counter!(
+        "credstream_records_out_total",
+        "Records written to output topics."
+    );
+    describe_counter!(
+        "credstream_records_quarantined_total",
+        "Records sent to the quarantine topic, by drift class."
+    );
+    describe_counter!(
+        "credstream_registry_errors_total",
+        "Failed schema-registry calls."
+    );
+    describe_counter!(
+        "credstream_kafka_errors_total",
+        "Failed Kafka operations, by operation."
+    );
+    describe_counter!(
+        "credstream_processing_retries_total",
+        "Input records retried after an outside system failed."
+    );
+    describe_counter!(
+        "credstream_restore_records_total",
+        "Changelog records applied while restoring stores."
+    );
+}
+
+/// A file sighted for the first time.
+pub struct FileSeen<'a> {
+    pub source: &'a str,
+}
+
+impl FileSeen<'_> {
+    pub fn emit(self) {
+        counter!("credstream_files_seen_total", "source" => self.source.to_string()).increment(1);
+    }
+}
+
+/// A stable file archived and emitted.
+pub struct FileEmitted<'a> {
+    pub source: &'a str,
+    pub client: &'a str,
+}
+
+impl FileEmitted<'_> {
+    pub fn emit(self) {
+        counter!("credstream_files_emitted_total", "source" => self.source.to_string(), "client" => self.client.to_string()).increment(1);
+    }
+}
+
+/// A listing or emit that failed.
+pub struct PollError<'a> {
+    pub source: &'a str,
+}
+
+impl PollError<'_> {
+    pub fn emit(self) {
+        counter!("credstream_poll_errors_total", "source" => self.source.to_string()).increment(1);
+    }
+}
+
+/// A file the topology finished, with its ledger status.
+pub struct FileProcessed<'a> {
+    pub client: &'a str,
+    pub category: &'a str,
+    pub status: &'a str,
+}
+
+impl FileProcessed<'_> {
+    pub fn emit(self) {
+        counter!("credstream_files_processed_total", "client" => self.client.to_string(), "category" => self.category.to_string(), "status" => self.status.to_string()).increment(1);
+    }
+}
+
+/// An arrival of bytes already processed.
+pub struct FileDuplicate<'a> {
+    pub client: &'a str,
+}
+
+impl FileDuplicate<'_> {
+    pub fn emit(self) {
+        counter!("credstream_files_duplicate_total", "client" => self.client.to_string())
+            .increment(1);
+    }
+}
+
+/// A whole file held in quarantine.
+pub struct FileQuarantined<'a> {
+    pub client: &'a str,
+    pub category: &'a str,
+    pub class: &'a str,
+}
+
+impl FileQuarantined<'_> {
+    pub fn emit(self) {
+        counter!("credstream_files_quarantined_total", "client" => self.client.to_string(), "category" => self.category.to_string(), "class" => self.class.to_string()).increment(1);
+    }
+}
+
+/// Records written to an output topic.
+pub struct RecordsOut<'a> {
+    pub client: &'a str,
+    pub category: &'a str,
+    pub count: u64,
+}
+
+impl RecordsOut<'_> {
+    pub fn emit(self) {
+        counter!("credstream_records_out_total", "client" => self.client.to_string(), "category" => self.category.to_string()).increment(self.count);
+    }
+}
+
+/// Records sent to quarantine.
+pub struct RecordsQuarantined<'a> {
+    pub client: &'a str,
+    pub category: &'a str,
+    pub class: &'a str,
+    pub count: u64,
+}
+
+impl RecordsQuarantined<'_> {
+    pub fn emit(self) {
+        counter!("credstream_records_quarantined_total", "client" => self.client.to_string(), "category" => self.category.to_string(), "class" => self.class.to_string()).increment(self.count);
+    }
+}
+
+/// A failed schema-registry call.
+pub struct RegistryError {
+    pub retriable: bool,
+}
+
+impl RegistryError {
+    pub fn emit(self) {
+        counter!("credstream_registry_errors_total", "retriable" => self.retriable.to_string())
+            .increment(1);
+    }
+}
+
+/// A failed Kafka operation.
+pub struct KafkaError<'a> {
+    pub op: &'a str,
+}
+
+impl KafkaError<'_> {
+    pub fn emit(self) {
+        counter!("credstream_kafka_errors_total", "op" => self.op.to_string()).increment(1);
+    }
+}
+
+/// An input record retried after an outside system failed.
+pub struct ProcessingRetry {}
+
+impl ProcessingRetry {
+    pub fn emit(self) {
+        counter!("credstream_processing_retries_total").increment(1);
+    }
+}
+
+/// Changelog records applied to a store during restore.
+pub struct RestoreProgress<'a> {
+    pub store: &'a str,
+    pub records: u64,
+}
+
+impl RestoreProgress<'_> {
+    pub fn emit(self) {
+        counter!("credstream_restore_records_total", "store" => self.store.to_string())
+            .increment(self.records);
+    }
+}

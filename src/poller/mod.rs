@@ -1,0 +1,368 @@
+//! Finds files in landing areas, waits until each is stable, archives its bytes and hands
+//! on an [`Arrival`].
+//!
+//! Delivery: at least once. A file is archived in the raw store, then handed to the
+//! [`ArrivalSink`], and only once the sink has acknowledged it is it remembered as emitted.
+//! A crash between the two emits it again after restart; the topology's dedup store absorbs
+//! that (same bytes → an audit event, nothing else).
+//!
+//! Architecture Invariant: the poller only reads from landing areas (they stay stateless)
+//! and knows nothing of Avro, Kafka or file categories. A file is emitted only after two
+//! consecutive listings agreed on its size and modification time, and only if it did not
+//! change while it was being read.
+
+mod local;
+mod state;
+
+pub use local::LocalSource;
+pub use state::{PollerState, SeenFile};
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::Digest;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::ErrorKind;
+use crate::rawstore::{ObjectMeta, RawStore};
+
+/// Poller errors.
+#[derive(Debug, thiserror::Error)]
+pub enum PollerError {
+    #[error("source {source_name}: {op} {path}: {error}")]
+    Source {
+        source_name: String,
+        op: &'static str,
+        path: String,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error("poller state {path}: {error}")]
+    State {
+        path: PathBuf,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error("emitting arrival of {path}: {message}")]
+    Sink { path: String, message: String },
+}
+
+impl PollerError {
+    pub fn kind(&self) -> ErrorKind {
+        ErrorKind::External
+    }
+}
+
+/// A file as listed by a source.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listing {
+    /// Path relative to the source root, to open it with.
+    pub path: PathBuf,
+    /// The same path for records and logs: UTF-8, `/`-separated, non-UTF-8 bytes escaped.
+    pub display: String,
+    /// Client id: the first path component.
+    pub client_id: String,
+    pub size: u64,
+    pub mtime_ms: i64,
+}
+
+/// A stable file whose bytes are in the raw store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Arrival {
+    pub client_id: String,
+    pub source: String,
+    pub path: String,
+    pub size: u64,
+    pub mtime_ms: i64,
+    pub sha256: String,
+    pub raw_key: String,
+    pub detected_at_ms: i64,
+}
+
+/// A landing area.
+#[async_trait::async_trait]
+pub trait Source: Send + Sync {
+    /// The configured name, used in records and metrics.
+    fn name(&self) -> &str;
+    /// Every candidate file now in the landing area.
+    async fn list(&self) -> Result<Vec<Listing>, PollerError>;
+    /// Opens a listed file for reading.
+    async fn open(
+        &self,
+        listing: &Listing,
+    ) -> Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>, PollerError>;
+    /// Size and modification time now, to detect a change while reading.
+    async fn stat(&self, listing: &Listing) -> Result<(u64, i64), PollerError>;
+}
+
+/// Where arrivals go (in practice: Avro records on the `file-arrivals` topic).
+#[async_trait::async_trait]
+pub trait ArrivalSink: Send + Sync {
+    /// Returns once the arrival is durably accepted.
+    async fn emit(&self, arrival: &Arrival) -> Result<(), PollerError>;
+}
+
+/// Polls one source.
+pub struct Poller {
+    source: Box<dyn Source>,
+    raw: Arc<dyn RawStore>,
+    sink: Arc<dyn ArrivalSink>,
+    state: PollerState,
+    spool: PathBuf,
+    interval: Duration,
+    /// `(size, mtime)` of each file at the previous listing.
+    previous: std::collections::HashMap<PathBuf, (u64, i64)>,
+}
+
+impl Poller {
+    /// A poller of `source`, keeping its state and spool under `state_dir`.
+    pub fn new(
+        source: Box<dyn Source>,
+        raw: Arc<dyn RawStore>,
+        sink: Arc<dyn ArrivalSink>,
+        state_dir: &Path,
+        interval: Duration,
+    ) -> Result<Poller, PollerError> {
+        let dir = state_dir.join("poller").join(source.name());
+        let state = PollerState::load(&dir.join("seen.json"))?;
+        Ok(Poller {
+            source,
+            raw,
+            sink,
+            state,
+            spool: dir.join("spool"),
+            interval,
+            previous: Default::default(),
+        })
+    }
+
+    /// Polls until `shutdown` is cancelled.
+    pub async fn run(mut self, shutdown: tokio_util::sync::CancellationToken) {
+        tracing::info!(
+            source = self.source.name(),
+            interval_ms = self.interval.as_millis() as u64,
+            "poller started"
+        );
+        let mut ticker = tokio::time::interval(self.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = ticker.tick() => {}
+            }
+            if let Err(e) = self.poll_once().await {
+                crate::metrics::PollError {
+                    source: self.source.name(),
+                }
+                .emit();
+                tracing::warn!(source = self.source.name(), error = %e, "poll failed; retrying at the next interval");
+            }
+        }
+        tracing::info!(source = self.source.name(), "poller stopped");
+    }
+
+    /// One listing: emits every file that is stable since the previous listing and not
+    /// yet emitted with this size and modification time.
+    pub async fn poll_once(&mut self) -> Result<usize, PollerError> {
+        let listings = self.source.list().await?;
+        let mut current = std::collections::HashMap::with_capacity(listings.len());
+        let mut emitted = 0;
+        for listing in listings {
+            let now = (listing.size, listing.mtime_ms);
+            current.insert(listing.path.clone(), now);
+            if self
+                .state
+                .is_emitted(&listing.display, listing.size, listing.mtime_ms)
+            {
+                continue;
+            }
+            match self.previous.get(&listing.path) {
+                Some(before) if *before == now => {}
+                before => {
+                    if before.is_none() {
+                        crate::metrics::FileSeen {
+                            source: self.source.name(),
+                        }
+                        .emit();
+                    }
+                    continue; // new or still changing: wait for the next listing
+                }
+            }
+            if self.emit(&listing).await? {
+                emitted += 1;
+            }
+        }
+        self.previous = current;
+        Ok(emitted)
+    }
+
+    /// Archives and emits one stable file. `false` when it changed while being read.
+    async fn emit(&mut self, listing: &Listing) -> Result<bool, PollerError> {
+        let (staged, sha256) = self.stage(listing).await?;
+        if self.source.stat(listing).await? != (listing.size, listing.mtime_ms) {
+            let _ = tokio::fs::remove_file(&staged).await;
+            tracing::info!(path = %listing.display, "file changed while being read; waiting for it to settle");
+            return Ok(false);
+        }
+        let meta = ObjectMeta {
+            client_id: listing.client_id.clone(),
+            original_path: listing.display.clone(),
+            mtime_ms: listing.mtime_ms,
+            size: listing.size,
+        };
+        let stored = self.raw.put(&sha256, &staged, &meta).await;
+        let _ = tokio::fs::remove_file(&staged).await;
+        let raw_key = stored.map_err(|e| PollerError::Sink {
+            path: listing.display.clone(),
+            message: format!("raw store: {e}"),
+        })?;
+        let arrival = Arrival {
+            client_id: listing.client_id.clone(),
+            source: self.source.name().to_string(),
+            path: listing.display.clone(),
+            size: listing.size,
+            mtime_ms: listing.mtime_ms,
+            sha256: sha256.clone(),
+            raw_key,
+            detected_at_ms: chrono::Utc::now().timestamp_millis(),
+        };
+        // Only an acknowledged arrival is remembered: a failure here retries next poll.
+        self.sink.emit(&arrival).await?;
+        self.state.record(
+            &listing.display,
+            SeenFile {
+                size: listing.size,
+                mtime_ms: listing.mtime_ms,
+                sha256,
+            },
+        )?;
+        crate::metrics::FileEmitted {
+            source: self.source.name(),
+            client: &listing.client_id,
+        }
+        .emit();
+        tracing::info!(source = self.source.name(), client = %listing.client_id, path = %listing.display, sha256 = %arrival.sha256, size = listing.size, "file emitted");
+        Ok(true)
+    }
+
+    /// Copies the file into the spool while hashing it: one read of the source.
+    async fn stage(&self, listing: &Listing) -> Result<(PathBuf, String), PollerError> {
+        let spool_err = |error| PollerError::State {
+            path: self.spool.clone(),
+            error,
+        };
+        tokio::fs::create_dir_all(&self.spool)
+            .await
+            .map_err(spool_err)?;
+        let staged = self.spool.join(format!("{}.part", uuid_like()));
+        let mut out = tokio::fs::File::create(&staged).await.map_err(spool_err)?;
+        let mut input = self.source.open(listing).await?;
+        let mut hasher = sha2::Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = input
+                .read(&mut buf)
+                .await
+                .map_err(|error| PollerError::Source {
+                    source_name: self.source.name().to_string(),
+                    op: "read",
+                    path: listing.display.clone(),
+                    error,
+                })?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            out.write_all(&buf[..n]).await.map_err(spool_err)?;
+        }
+        out.flush().await.map_err(spool_err)?;
+        Ok((staged, hex::encode(hasher.finalize())))
+    }
+}
+
+/// A name unique enough for a spool file of this process.
+fn uuid_like() -> String {
+    format!("{}-{:016x}", std::process::id(), fastrand::u64(..))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rawstore::FsRawStore;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Collect(Mutex<Vec<Arrival>>);
+
+    #[async_trait::async_trait]
+    impl ArrivalSink for Collect {
+        async fn emit(&self, arrival: &Arrival) -> Result<(), PollerError> {
+            self.0.lock().unwrap().push(arrival.clone());
+            Ok(())
+        }
+    }
+
+    fn poller(root: &Path, state: &Path, sink: Arc<Collect>) -> Poller {
+        Poller::new(
+            Box::new(LocalSource::new("landing", root)),
+            Arc::new(FsRawStore::new(root.parent().unwrap().join("raw"))),
+            sink,
+            state,
+            Duration::from_millis(10),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_file_is_emitted_once_after_two_agreeing_listings() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("landing");
+        std::fs::create_dir_all(root.join("acme")).unwrap();
+        let sink = Arc::new(Collect::default());
+        let mut p = poller(&root, &dir.path().join("state"), sink.clone());
+
+        std::fs::write(root.join("acme/a.csv"), b"part").unwrap();
+        assert_eq!(
+            p.poll_once().await.unwrap(),
+            0,
+            "first sighting is never stable"
+        );
+        // Still growing: the second listing disagrees, so nothing is emitted.
+        std::fs::write(root.join("acme/a.csv"), b"part and more").unwrap();
+        assert_eq!(p.poll_once().await.unwrap(), 0);
+        assert_eq!(p.poll_once().await.unwrap(), 1);
+        assert_eq!(p.poll_once().await.unwrap(), 0, "emitted once only");
+
+        let arrivals = sink.0.lock().unwrap().clone();
+        assert_eq!(arrivals.len(), 1);
+        let a = &arrivals[0];
+        assert_eq!(
+            (a.client_id.as_str(), a.path.as_str()),
+            ("acme", "acme/a.csv")
+        );
+        assert_eq!(a.sha256, crate::rawstore::sha256_hex(b"part and more"));
+        assert_eq!(a.size, 13);
+        // The raw store holds the bytes before the arrival exists.
+        let raw = FsRawStore::new(dir.path().join("raw"));
+        assert_eq!(raw.get(&a.raw_key).await.unwrap(), b"part and more");
+    }
+
+    #[tokio::test]
+    async fn emitted_files_are_remembered_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("landing");
+        std::fs::create_dir_all(root.join("acme")).unwrap();
+        std::fs::write(root.join("acme/a.csv"), b"x").unwrap();
+        let state = dir.path().join("state");
+        let sink = Arc::new(Collect::default());
+        let mut p = poller(&root, &state, sink.clone());
+        p.poll_once().await.unwrap();
+        p.poll_once().await.unwrap();
+        drop(p);
+        let mut p = poller(&root, &state, sink.clone());
+        p.poll_once().await.unwrap();
+        p.poll_once().await.unwrap();
+        assert_eq!(sink.0.lock().unwrap().len(), 1);
+    }
+}

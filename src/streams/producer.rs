@@ -1,0 +1,227 @@
+//! One producer for every output, changelog and ledger record, with acknowledgements
+//! counted per [`Batch`] instead of a future per record.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+
+use super::StreamsError;
+
+type Record<'a> = BaseRecord<'a, [u8], [u8], Arc<BatchState>>;
+
+/// How long to wait for room when librdkafka's queue is full.
+const QUEUE_FULL_WAIT: Duration = Duration::from_millis(2);
+
+/// Acknowledgements of a group of sends: how many are outstanding, the first failure, and
+/// the highest offset written per `(topic, partition)`.
+#[derive(Clone, Default)]
+pub struct Batch {
+    state: Arc<BatchState>,
+}
+
+#[derive(Default)]
+pub struct BatchState {
+    pending: AtomicU64,
+    sent: AtomicU64,
+    failure: Mutex<Option<KafkaError>>,
+    offsets: Mutex<HashMap<(String, i32), i64>>,
+    done: tokio::sync::Notify,
+}
+
+impl Batch {
+    pub fn new() -> Batch {
+        Batch::default()
+    }
+
+    /// Records sent in this batch so far.
+    pub fn sent(&self) -> u64 {
+        self.state.sent.load(Ordering::Acquire)
+    }
+
+    /// Waits for every send of the batch; fails with the first delivery error.
+    pub async fn wait(&self) -> Result<(), StreamsError> {
+        loop {
+            let notified = self.state.done.notified();
+            tokio::pin!(notified);
+            // Register before checking, so a completion in between is not missed.
+            notified.as_mut().enable();
+            if self.state.pending.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            notified.await;
+        }
+        match self.state.failure.lock().expect("batch lock").take() {
+            Some(e) => Err(StreamsError::kafka("delivery", e)),
+            None => Ok(()),
+        }
+    }
+
+    /// The highest acknowledged offset per `(topic, partition)`.
+    pub fn offsets(&self) -> HashMap<(String, i32), i64> {
+        self.state.offsets.lock().expect("batch lock").clone()
+    }
+}
+
+impl BatchState {
+    fn complete(&self, result: &DeliveryResult<'_>) {
+        match result {
+            Ok(msg) => {
+                let mut offsets = self.offsets.lock().expect("batch lock");
+                let slot = offsets
+                    .entry((msg.topic().to_string(), msg.partition()))
+                    .or_insert(-1);
+                *slot = (*slot).max(msg.offset());
+            }
+            Err((e, _)) => {
+                self.failure
+                    .lock()
+                    .expect("batch lock")
+                    .get_or_insert_with(|| e.clone());
+            }
+        }
+        if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.done.notify_waiters();
+        }
+    }
+}
+
+/// Routes each delivery report to its batch.
+pub struct DeliveryRouter;
+
+impl ClientContext for DeliveryRouter {}
+
+impl ProducerContext for DeliveryRouter {
+    type DeliveryOpaque = Arc<BatchState>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, batch: Self::DeliveryOpaque) {
+        batch.complete(result);
+    }
+}
+
+/// The runtime's producer.
+#[derive(Clone)]
+pub struct OutputProducer {
+    inner: ThreadedProducer<DeliveryRouter>,
+}
+
+impl OutputProducer {
+    /// A producer with the settings at-least-once needs: every in-sync replica acknowledges,
+    /// retries are idempotent (no duplicates or reordering from the producer itself), and
+    /// keys are partitioned as the Java client does (murmur2), so downstream Kafka Streams
+    /// applications can co-partition with our topics.
+    pub fn new(base: &ClientConfig) -> Result<OutputProducer, StreamsError> {
+        let mut config = base.clone();
+        config
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("partitioner", "murmur2_random")
+            .set("linger.ms", "5")
+            .set("compression.type", "none");
+        let inner = config
+            .create_with_context(DeliveryRouter)
+            .map_err(|e| StreamsError::kafka("create producer", e))?;
+        Ok(OutputProducer { inner })
+    }
+
+    /// Queues one record in `batch`; waits only while librdkafka's queue is full.
+    /// `value: None` is a tombstone.
+    pub async fn send(
+        &self,
+        batch: &Batch,
+        topic: &str,
+        partition: Option<i32>,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<(), StreamsError> {
+        let mut record = Some(self.record(batch, topic, partition, key, value));
+        loop {
+            match self.try_send(batch, topic, record.take().expect("a record to send"))? {
+                None => return Ok(()),
+                Some(back) => {
+                    record = Some(back);
+                    tokio::time::sleep(QUEUE_FULL_WAIT).await;
+                }
+            }
+        }
+    }
+
+    /// [`Self::send`] for synchronous code (a parser's record callback, run under
+    /// `block_in_place`): blocks the thread while the queue is full instead of awaiting.
+    pub fn send_blocking(
+        &self,
+        batch: &Batch,
+        topic: &str,
+        partition: Option<i32>,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<(), StreamsError> {
+        let mut record = Some(self.record(batch, topic, partition, key, value));
+        loop {
+            match self.try_send(batch, topic, record.take().expect("a record to send"))? {
+                None => return Ok(()),
+                Some(back) => {
+                    record = Some(back);
+                    std::thread::sleep(QUEUE_FULL_WAIT);
+                }
+            }
+        }
+    }
+
+    fn record<'a>(
+        &self,
+        batch: &Batch,
+        topic: &'a str,
+        partition: Option<i32>,
+        key: &'a [u8],
+        value: Option<&'a [u8]>,
+    ) -> Record<'a> {
+        let mut record: Record<'a> =
+            BaseRecord::with_opaque_to(topic, Arc::clone(&batch.state)).key(key);
+        if let Some(value) = value {
+            record = record.payload(value);
+        }
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
+        record
+    }
+
+    /// Queues `record`; gives it back when the queue is full.
+    fn try_send<'a>(
+        &self,
+        batch: &Batch,
+        topic: &str,
+        record: Record<'a>,
+    ) -> Result<Option<Record<'a>>, StreamsError> {
+        // Counted before the send: its delivery report may come before `send` returns.
+        batch.state.pending.fetch_add(1, Ordering::AcqRel);
+        match self.inner.send(record) {
+            Ok(()) => {
+                batch.state.sent.fetch_add(1, Ordering::AcqRel);
+                Ok(None)
+            }
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                batch.state.pending.fetch_sub(1, Ordering::AcqRel);
+                Ok(Some(back))
+            }
+            Err((e, _)) => {
+                batch.state.pending.fetch_sub(1, Ordering::AcqRel);
+                Err(StreamsError::kafka(format!("send to {topic}"), e))
+            }
+        }
+    }
+
+    /// Sends everything queued (for shutdown).
+    pub fn flush(&self, timeout: Duration) -> Result<(), StreamsError> {
+        self.inner
+            .flush(timeout)
+            .map_err(|e| StreamsError::kafka("flush", e))
+    }
+}

@@ -1,0 +1,350 @@
+//! State stores: one RocksDB instance per task, a column family per store, and the
+//! changelog checkpoint of each store in a `__meta` column family, written in the same
+//! atomic batch as the data it describes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use rocksdb::{ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch};
+
+use super::StreamsError;
+
+const META_CF: &str = "__meta";
+
+/// Key-value pairs read from a store.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
+fn checkpoint_key(store: &str) -> Vec<u8> {
+    format!("checkpoint/{store}").into_bytes()
+}
+
+fn err(store: &str) -> impl FnOnce(rocksdb::Error) -> StreamsError + '_ {
+    move |source| StreamsError::Store {
+        store: store.to_string(),
+        source,
+    }
+}
+
+/// The stores of one task (one input partition).
+pub struct TaskDb {
+    partition: i32,
+    db: DB,
+}
+
+impl std::fmt::Debug for TaskDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskDb")
+            .field("partition", &self.partition)
+            .finish()
+    }
+}
+
+impl TaskDb {
+    /// Opens (or creates) the task's database at `dir` with a column family per store.
+    pub fn open(dir: &Path, partition: i32, stores: &[String]) -> Result<TaskDb, StreamsError> {
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        // Small stores, many tasks: keep the per-instance footprint modest.
+        options.set_max_background_jobs(2);
+        let mut cfs: Vec<ColumnFamilyDescriptor> = stores
+            .iter()
+            .map(|s| ColumnFamilyDescriptor::new(s, Options::default()))
+            .collect();
+        cfs.push(ColumnFamilyDescriptor::new(META_CF, Options::default()));
+        std::fs::create_dir_all(dir).map_err(|e| StreamsError::Restore {
+            store: "*".into(),
+            partition,
+            message: format!("cannot create {}: {e}", dir.display()),
+        })?;
+        let db = DB::open_cf_descriptors(&options, dir, cfs).map_err(err("open"))?;
+        Ok(TaskDb { partition, db })
+    }
+
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+
+    fn cf(&self, store: &str) -> Result<&rocksdb::ColumnFamily, StreamsError> {
+        self.db.cf_handle(store).ok_or_else(|| StreamsError::Topic {
+            topic: store.to_string(),
+            message: "no such store in this topology".into(),
+        })
+    }
+
+    /// The next changelog offset to restore from, if the store has a checkpoint.
+    pub fn checkpoint(&self, store: &str) -> Result<Option<i64>, StreamsError> {
+        let meta = self.cf(META_CF)?;
+        let raw = self
+            .db
+            .get_cf(meta, checkpoint_key(store))
+            .map_err(err(store))?;
+        Ok(raw.and_then(|b| {
+            <[u8; 8]>::try_from(b.as_slice())
+                .ok()
+                .map(i64::from_be_bytes)
+        }))
+    }
+
+    pub fn get(&self, store: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StreamsError> {
+        self.db.get_cf(self.cf(store)?, key).map_err(err(store))
+    }
+
+    /// Entries of `store` whose key starts with `prefix`, from `start` (inclusive) if given,
+    /// in key order, at most `limit`.
+    pub fn scan(
+        &self,
+        store: &str,
+        prefix: &[u8],
+        start: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Entries, StreamsError> {
+        let from = match start {
+            Some(s) if s > prefix => s,
+            _ => prefix,
+        };
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(
+            self.cf(store)?,
+            IteratorMode::From(from, Direction::Forward),
+        ) {
+            let (k, v) = item.map_err(err(store))?;
+            if !k.starts_with(prefix) || out.len() >= limit {
+                break;
+            }
+            out.push((k.into_vec(), v.into_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Applies staged writes and the stores' new checkpoints in one atomic batch.
+    pub fn apply(
+        &self,
+        writes: &StoreWrites,
+        checkpoints: &HashMap<String, i64>,
+    ) -> Result<(), StreamsError> {
+        let mut batch = WriteBatch::default();
+        for (store, entries) in &writes.staged {
+            let cf = self.cf(store)?;
+            for (key, value) in entries {
+                match value {
+                    Some(v) => batch.put_cf(cf, key, v),
+                    None => batch.delete_cf(cf, key),
+                }
+            }
+        }
+        let meta = self.cf(META_CF)?;
+        for (store, next) in checkpoints {
+            batch.put_cf(meta, checkpoint_key(store), next.to_be_bytes());
+        }
+        self.db.write(batch).map_err(err("apply"))
+    }
+
+    /// Applies restored changelog records (`None`: tombstone) and the checkpoint.
+    pub fn apply_restored(
+        &self,
+        store: &str,
+        records: &[(Vec<u8>, Option<Vec<u8>>)],
+        next_offset: i64,
+    ) -> Result<(), StreamsError> {
+        let cf = self.cf(store)?;
+        let mut batch = WriteBatch::default();
+        for (key, value) in records {
+            match value {
+                Some(v) => batch.put_cf(cf, key, v),
+                None => batch.delete_cf(cf, key),
+            }
+        }
+        batch.put_cf(
+            self.cf(META_CF)?,
+            checkpoint_key(store),
+            next_offset.to_be_bytes(),
+        );
+        self.db.write(batch).map_err(err(store))
+    }
+
+    /// Empties a store and forgets its checkpoint: for a changelog that no longer matches.
+    pub fn wipe(&self, store: &str) -> Result<(), StreamsError> {
+        let cf = self.cf(store)?;
+        let mut batch = WriteBatch::default();
+        for item in self.db.iterator_cf(cf, IteratorMode::Start) {
+            let (k, _) = item.map_err(err(store))?;
+            batch.delete_cf(cf, k);
+        }
+        batch.delete_cf(self.cf(META_CF)?, checkpoint_key(store));
+        self.db.write(batch).map_err(err(store))
+    }
+}
+
+/// Writes staged by one input record, readable before they are applied.
+pub struct StoreWrites {
+    task: Arc<TaskDb>,
+    staged: BTreeMap<String, BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
+}
+
+impl StoreWrites {
+    pub fn new(task: Arc<TaskDb>) -> StoreWrites {
+        StoreWrites {
+            task,
+            staged: BTreeMap::new(),
+        }
+    }
+
+    pub fn get(&self, store: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StreamsError> {
+        if let Some(staged) = self.staged.get(store).and_then(|s| s.get(key)) {
+            return Ok(staged.clone());
+        }
+        self.task.get(store, key)
+    }
+
+    pub fn put(&mut self, store: &str, key: &[u8], value: Option<&[u8]>) {
+        self.staged
+            .entry(store.to_string())
+            .or_default()
+            .insert(key.to_vec(), value.map(<[u8]>::to_vec));
+    }
+
+    /// Staged entries per store.
+    pub fn staged(&self) -> impl Iterator<Item = (&str, &BTreeMap<Vec<u8>, Option<Vec<u8>>>)> {
+        self.staged.iter().map(|(s, e)| (s.as_str(), e))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.staged.values().all(BTreeMap::is_empty)
+    }
+}
+
+/// The task databases open in this process, for readers such as the query API.
+#[derive(Clone, Debug, Default)]
+pub struct StoreRegistry {
+    tasks: Arc<RwLock<BTreeMap<i32, Arc<TaskDb>>>>,
+}
+
+impl StoreRegistry {
+    pub(crate) fn insert(&self, task: Arc<TaskDb>) {
+        self.tasks
+            .write()
+            .expect("registry lock")
+            .insert(task.partition(), task);
+    }
+
+    pub(crate) fn remove(&self, partition: i32) {
+        self.tasks
+            .write()
+            .expect("registry lock")
+            .remove(&partition);
+    }
+
+    /// Partitions whose stores are open here.
+    pub fn partitions(&self) -> Vec<i32> {
+        self.tasks
+            .read()
+            .expect("registry lock")
+            .keys()
+            .copied()
+            .collect()
+    }
+
+    /// Reads `key` from `store` in whichever local partition has it.
+    pub fn get(&self, store: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StreamsError> {
+        for task in self.snapshot() {
+            if let Some(v) = task.get(store, key)? {
+                return Ok(Some(v));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Entries of `store` with `prefix` across local partitions, merged in key order,
+    /// starting at `start` (inclusive), at most `limit`.
+    pub fn scan(
+        &self,
+        store: &str,
+        prefix: &[u8],
+        start: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Entries, StreamsError> {
+        let mut all = Vec::new();
+        for task in self.snapshot() {
+            all.extend(task.scan(store, prefix, start, limit)?);
+        }
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all.truncate(limit);
+        Ok(all)
+    }
+
+    fn snapshot(&self) -> Vec<Arc<TaskDb>> {
+        self.tasks
+            .read()
+            .expect("registry lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_and_checkpoints_land_together_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let stores = vec!["dedup".to_string(), "ledger".to_string()];
+        let task = Arc::new(TaskDb::open(dir.path(), 3, &stores).unwrap());
+        let mut writes = StoreWrites::new(task.clone());
+        writes.put("dedup", b"k", Some(b"v"));
+        assert_eq!(writes.get("dedup", b"k").unwrap(), Some(b"v".to_vec()));
+        assert_eq!(
+            task.get("dedup", b"k").unwrap(),
+            None,
+            "staged, not applied"
+        );
+        task.apply(&writes, &HashMap::from([("dedup".to_string(), 42)]))
+            .unwrap();
+        drop(writes);
+        drop(task);
+        let task = TaskDb::open(dir.path(), 3, &stores).unwrap();
+        assert_eq!(task.get("dedup", b"k").unwrap(), Some(b"v".to_vec()));
+        assert_eq!(task.checkpoint("dedup").unwrap(), Some(42));
+        assert_eq!(task.checkpoint("ledger").unwrap(), None);
+        task.wipe("dedup").unwrap();
+        assert_eq!(task.get("dedup", b"k").unwrap(), None);
+        assert_eq!(task.checkpoint("dedup").unwrap(), None);
+    }
+
+    #[test]
+    fn scans_merge_partitions_in_key_order_with_a_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        let stores = vec!["ledger".to_string()];
+        let registry = StoreRegistry::default();
+        for (p, keys) in [(0, ["a/1", "b/1"]), (1, ["a/2", "c/1"])] {
+            let task = Arc::new(TaskDb::open(&dir.path().join(p.to_string()), p, &stores).unwrap());
+            let mut writes = StoreWrites::new(task.clone());
+            for k in keys {
+                writes.put("ledger", k.as_bytes(), Some(b"x"));
+            }
+            task.apply(&writes, &HashMap::new()).unwrap();
+            registry.insert(task);
+        }
+        let keys = |v: Vec<(Vec<u8>, Vec<u8>)>| {
+            v.into_iter()
+                .map(|(k, _)| String::from_utf8(k).unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            keys(registry.scan("ledger", b"", None, 10).unwrap()),
+            ["a/1", "a/2", "b/1", "c/1"]
+        );
+        assert_eq!(
+            keys(registry.scan("ledger", b"a/", None, 10).unwrap()),
+            ["a/1", "a/2"]
+        );
+        assert_eq!(
+            keys(registry.scan("ledger", b"", Some(b"a/2"), 2).unwrap()),
+            ["a/2", "b/1"]
+        );
+        assert_eq!(registry.get("ledger", b"c/1").unwrap(), Some(b"x".to_vec()));
+    }
+}

@@ -1,0 +1,232 @@
+//! What the integration tests share: real services on free loopback ports, the
+//! `credstream` binary as a separate process, and readers for its topics and API.
+//!
+//! A test that needs a service starts it here or fails; nothing is skipped.
+
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+pub mod tansu;
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A name no other test uses: topics, groups and application ids are unique per test.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}{:08x}", fastrand::u32(..))
+}
+
+/// Polls `check` until it returns `Some`, or fails after `timeout` with `what`.
+pub async fn wait_for<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let began = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return Ok(v);
+        }
+        if began.elapsed() > timeout {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A `credstream` process, killed when dropped.
+pub struct Credstream {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Credstream {
+    /// Starts the binary under test with `args`, logging to `log`.
+    pub fn spawn(args: &[&str], log: &Path) -> Result<Credstream> {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("opening {}", log.display()))?;
+        let child = Command::new(env!("CARGO_BIN_EXE_credstream"))
+            .args(args)
+            .env("CREDSTREAM_LOG", "info,librdkafka=warn")
+            .stdout(Stdio::from(out.try_clone()?))
+            .stderr(Stdio::from(out))
+            .spawn()
+            .context("starting credstream")?;
+        Ok(Credstream {
+            child,
+            log: log.to_path_buf(),
+        })
+    }
+
+    /// SIGKILL, as a crash would: no shutdown code runs.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Fails with the log's tail if the process has exited.
+    pub fn check_alive(&mut self) -> Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!("credstream exited with {status}; log:\n{}", self.log_tail());
+        }
+        Ok(())
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for Credstream {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// `credstream registry` on a free port; returns the process and its URL once it answers.
+pub async fn start_registry(dir: &Path) -> Result<(Credstream, String)> {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut process = Credstream::spawn(
+        &["registry", "--listen", &listen],
+        &dir.join("registry.log"),
+    )?;
+    let url = format!("http://{listen}");
+    let http = reqwest::Client::new();
+    let probe = format!("{url}/subjects");
+    let ready = wait_for(Duration::from_secs(20), "the schema registry", || {
+        let req = http.get(&probe).send();
+        async move {
+            req.await
+                .ok()
+                .filter(|r| r.status().is_success())
+                .map(|_| ())
+        }
+    })
+    .await;
+    if let Err(e) = ready {
+        process.check_alive()?;
+        return Err(e);
+    }
+    Ok((process, url))
+}
+
+/// GET a JSON document; `None` when the server is not answering yet.
+pub async fn get_json(url: &str) -> Option<(u16, serde_json::Value)> {
+    let response = reqwest::get(url).await.ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.json().await.ok()?))
+}
+
+/// A record as read back: key and value (`None` for a tombstone).
+pub type KeyValue = (Vec<u8>, Option<Vec<u8>>);
+
+/// Every record of `topic` up to its current end, in partition order.
+pub fn read_topic(bootstrap: &str, topic: &str) -> Result<Vec<KeyValue>> {
+    let consumer: BaseConsumer = tansu::rdkafka_client_config(bootstrap)
+        .set("group.id", unique("reader-"))
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let partitions: Vec<i32> = metadata.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| p.id())
+        .collect();
+    if partitions.is_empty() {
+        bail!("topic {topic} has no partitions");
+    }
+    let mut ends = HashMap::new();
+    let mut tpl = TopicPartitionList::new();
+    for p in &partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, *p, Duration::from_secs(10))?;
+        if high > low {
+            ends.insert(*p, high);
+            tpl.add_partition_offset(topic, *p, Offset::Offset(low))?;
+        }
+    }
+    let mut out = Vec::new();
+    if ends.is_empty() {
+        return Ok(out);
+    }
+    consumer.assign(&tpl)?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ends.is_empty() {
+        if Instant::now() > deadline {
+            bail!("reading {topic} did not reach its end: {ends:?} left");
+        }
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => {
+                out.push((
+                    m.key().unwrap_or_default().to_vec(),
+                    m.payload().map(<[u8]>::to_vec),
+                ));
+                if let Some(&end) = ends.get(&m.partition())
+                    && m.offset() + 1 >= end
+                {
+                    ends.remove(&m.partition());
+                }
+            }
+            Some(Err(e)) => bail!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    Ok(out)
+}
+
+/// Decodes Confluent-framed Avro values with `schema_registry_converter`, a client this
+/// project did not write, against `registry_url`.
+pub async fn decode_all(
+    registry_url: &str,
+    values: &[Option<Vec<u8>>],
+) -> Result<Vec<apache_avro::types::Value>> {
+    use schema_registry_converter::async_impl::avro::AvroDecoder;
+    use schema_registry_converter::async_impl::schema_registry::SrSettings;
+    let decoder = AvroDecoder::new(SrSettings::new(registry_url.to_string()));
+    let mut out = Vec::with_capacity(values.len());
+    for v in values {
+        let decoded = decoder
+            .decode(v.as_deref())
+            .await
+            .map_err(|e| anyhow::anyhow!("decoding: {e}"))?;
+        out.push(decoded.value);
+    }
+    Ok(out)
+}
+
+/// A record's field by name.
+pub fn field<'a>(
+    record: &'a apache_avro::types::Value,
+    name: &str,
+) -> &'a apache_avro::types::Value {
+    match record {
+        apache_avro::types::Value::Record(fields) => {
+            &fields
+                .iter()
+                .find(|(n, _)| n == name)
+                .unwrap_or_else(|| panic!("no field {name}"))
+                .1
+        }
+        other => panic!("not a record: {other:?}"),
+    }
+}
