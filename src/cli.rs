@@ -32,7 +32,7 @@ pub struct Cli {
     pub log_format: LogFormat,
 
     /// Log filter, in `tracing` directive syntax (e.g. `info`, `credstream=debug`).
-    /// Default: `info`, or `warn` for `demo`, whose own output tells the story.
+    /// Default: `info`, or `error` for `demo`, whose own output tells the story.
     #[arg(long, global = true, env = "CREDSTREAM_LOG")]
     pub log: Option<String>,
 

@@ -37,7 +37,7 @@ fn main() -> ExitCode {
 
 fn init_logging(cli: &Cli) {
     let default = match cli.command {
-        Command::Demo { .. } => "warn",
+        Command::Demo { .. } => "error",
         _ => "info",
     };
     let directives = cli.log.as_deref().unwrap_or(default);
