@@ -145,6 +145,26 @@ pub async fn start(config: &Config, roles: &[Role]) -> Result<RunningApp, crate:
 
     let mut stores = StoreRegistry::default();
     let mut status = None;
+    let mut metadata = None;
+    // Bind the query API first: its address is published for interactive queries.
+    let query_listener = if roles.contains(&Role::Query) {
+        Some(
+            tokio::net::TcpListener::bind(config.query.listen)
+                .await
+                .map_err(io("binding the query API"))?,
+        )
+    } else {
+        None
+    };
+    let query_addr = match &query_listener {
+        Some(l) => Some(l.local_addr().map_err(io("query API address"))?),
+        None => None,
+    };
+    let query_endpoint = config
+        .query
+        .advertised
+        .clone()
+        .or_else(|| query_addr.map(|a| a.to_string()));
     if roles.contains(&Role::Topology) {
         let settings = RuntimeSettings {
             app_id: config.app.id.clone(),
@@ -153,6 +173,9 @@ pub async fn start(config: &Config, roles: &[Role]) -> Result<RunningApp, crate:
             max_poll_interval_ms: config.kafka.max_poll_interval_ms,
             create_topics: config.kafka.create_topics,
             replication_factor: config.kafka.replication_factor,
+            guarantee: config.app.processing_guarantee,
+            num_standby_replicas: config.app.num_standby_replicas,
+            endpoint: query_endpoint.clone(),
         };
         let runtime = StreamsRuntime::new(
             settings,
@@ -163,6 +186,7 @@ pub async fn start(config: &Config, roles: &[Role]) -> Result<RunningApp, crate:
         .await?;
         stores = runtime.registry();
         status = Some(runtime.status());
+        metadata = Some(runtime.metadata());
         let token = shutdown.clone();
         tasks.spawn(async move { runtime.run(token).await });
     }
@@ -192,17 +216,12 @@ pub async fn start(config: &Config, roles: &[Role]) -> Result<RunningApp, crate:
         }
     }
 
-    let mut query_addr = None;
-    if roles.contains(&Role::Query) {
-        let listener = tokio::net::TcpListener::bind(config.query.listen)
-            .await
-            .map_err(io("binding the query API"))?;
-        let addr = listener.local_addr().map_err(io("query API address"))?;
-        query_addr = Some(addr);
+    if let (Some(listener), Some(addr)) = (query_listener, query_addr) {
         tracing::info!(url = %format!("http://{addr}"), "query API listening");
         let state = QueryState {
             stores: stores.clone(),
             runtime: status.clone(),
+            metadata,
             metrics,
         };
         let token = shutdown.clone();

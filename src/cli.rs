@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::app::Role;
+use crate::streams::DescribeFormat;
 
 /// credstream: a stream processor for regulated credit data.
 ///
@@ -71,11 +72,29 @@ pub enum Command {
         #[arg(long)]
         no_serve: bool,
     },
+    /// Inspect the stream topology.
+    Topology {
+        #[command(subcommand)]
+        action: TopologyAction,
+    },
     /// Serve the schema registry (Confluent REST API) on its own.
     Registry {
         /// Listen address.
         #[arg(long, default_value = "127.0.0.1:8081")]
         listen: SocketAddr,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopologyAction {
+    /// Print the topology: source, processor, stores with their changelogs, sinks.
+    Describe {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: DescribeFormat,
+        /// Configuration whose topic prefix, application id and categories to use.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
     },
 }
 

@@ -16,6 +16,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::streams::ProcessingGuarantee;
+
 /// Environment variable prefix for overrides.
 pub const ENV_PREFIX: &str = "CREDSTREAM_";
 
@@ -72,6 +74,13 @@ pub struct AppConfig {
     /// Directory for local state (RocksDB stores, poller state). Deleting it loses nothing:
     /// stores are restored from their changelogs.
     pub state_dir: PathBuf,
+    /// `at_least_once` (default): outputs may repeat after a crash, under the same keys.
+    /// `exactly_once`: outputs, state and offsets commit in one Kafka transaction; needs a
+    /// broker with transactions (Kafka, Redpanda, MSK; not Tansu 0.6).
+    pub processing_guarantee: ProcessingGuarantee,
+    /// Warm copies of each task's stores kept on other replicas, so a failover restores
+    /// only the newest changes. With `replicas - 1`, every failover is warm.
+    pub num_standby_replicas: usize,
 }
 
 impl Default for AppConfig {
@@ -79,6 +88,8 @@ impl Default for AppConfig {
         AppConfig {
             id: "credstream".into(),
             state_dir: PathBuf::from("state"),
+            processing_guarantee: ProcessingGuarantee::AtLeastOnce,
+            num_standby_replicas: 0,
         }
     }
 }
@@ -209,12 +220,16 @@ pub enum SourceKind {
 pub struct QueryConfig {
     /// Listen address of the query API and `/metrics`.
     pub listen: SocketAddr,
+    /// `host:port` other replicas reach this one's API at, for routing queries. Default:
+    /// the listen address.
+    pub advertised: Option<String>,
 }
 
 impl Default for QueryConfig {
     fn default() -> Self {
         QueryConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            advertised: None,
         }
     }
 }

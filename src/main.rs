@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use credstream::cli::{Cli, Command, LogFormat};
+use credstream::cli::{Cli, Command, LogFormat, TopologyAction};
 use credstream::config::Config;
 use credstream::{Error, ErrorKind, app, demo};
 use tokio_util::sync::CancellationToken;
@@ -88,6 +88,21 @@ async fn run(command: Command) -> Result<(), Error> {
             listen,
             no_serve,
         } => demo::run(&dir, listen, !no_serve, stop).await,
+        Command::Topology {
+            action: TopologyAction::Describe { format, config },
+        } => {
+            let config = Config::load(config.as_deref())?;
+            let catalog = match &config.topology.dir {
+                Some(dir) => credstream::formats::Catalog::load_dir(dir)?,
+                None => credstream::formats::Catalog::builtin()?,
+            };
+            let shape = credstream::credit::shape(&config.kafka, &catalog);
+            print!(
+                "{}",
+                credstream::streams::describe(&shape, &config.app.id, format)
+            );
+            Ok(())
+        }
         Command::Registry { listen } => {
             let listener = tokio::net::TcpListener::bind(listen)
                 .await

@@ -190,3 +190,34 @@ fn help_lists_every_command() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn topology_describe_prints_text_mermaid_and_dot() -> Result<()> {
+    let run = |format: &str| -> Result<String> {
+        let out = credstream()
+            .args(["topology", "describe", "--format", format])
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8(out.stdout)?)
+    };
+    let text = run("text")?;
+    for part in [
+        "Source: credstream.file-arrivals",
+        "Processor: file-processor (stores: [dedup, ledger])",
+        "Sink: credstream.card.accounts",
+        "changelog credstream-ledger-changelog, compacted",
+    ] {
+        ensure!(text.contains(part), "text lacks {part}:\n{text}");
+    }
+    ensure!(run("mermaid")?.starts_with("flowchart LR"));
+    let dot = run("dot")?;
+    ensure!(
+        dot.starts_with("digraph") && dot.contains("\"credstream-dedup-changelog\""),
+        "{dot}"
+    );
+    Ok(())
+}

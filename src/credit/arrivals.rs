@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::poller::{Arrival, ArrivalSink, PollerError};
 use crate::schema::Codec;
-use crate::streams::{Batch, OutputProducer};
+use crate::streams::{Batch, Outgoing, OutputProducer};
 
 use super::records::FileArrived;
 
@@ -51,10 +51,13 @@ impl ArrivalSink for KafkaArrivalSink {
         self.producer
             .send(
                 &batch,
-                &self.topic,
-                None,
-                arrival.client_id.as_bytes(),
-                Some(&value),
+                Outgoing {
+                    topic: &self.topic,
+                    partition: None,
+                    key: arrival.client_id.as_bytes(),
+                    value: Some(&value),
+                    headers: None,
+                },
             )
             .await
             .map_err(|e| fail(e.to_string()))?;

@@ -16,7 +16,7 @@ mod processor;
 pub mod records;
 
 pub use arrivals::KafkaArrivalSink;
-pub use processor::{CreditTopology, DEDUP_STORE, LEDGER_STORE, planned_topics};
+pub use processor::{CreditTopology, DEDUP_STORE, LEDGER_STORE, planned_topics, shape};
 pub use records::{FileLedgerEntry, FileStatus, QuarantineRecord};
 
 use crate::ErrorKind;

@@ -16,7 +16,8 @@ use crate::rawstore::RawStore;
 use crate::schema::contracts::{self, Contracts};
 use crate::schema::{Codec, FileProvenance, Registry, RowPlan, RowRef, value_subject};
 use crate::streams::{
-    InputRecord, Processor, ProcessorContext, TopicSpec, Topology, changelog_topic,
+    InputRecord, Processor, ProcessorContext, TopicSpec, Topology, TopologyShape, changelog_topic,
+    partition_for_key, replicas_topic,
 };
 
 /// Store of first arrivals by content: `<client id>/<sha256>` → [`DedupEntry`].
@@ -122,21 +123,57 @@ impl CreditTopology {
 
     /// The runtime topology.
     pub fn topology(&self) -> Topology {
-        let s = &self.shared;
-        let mut sinks = vec![s.quarantine_topic.clone(), s.ledger_topic.clone()];
-        sinks.extend(s.outputs.iter().map(|o| o.topic.clone()));
         let shared = self.shared.clone();
         Topology {
-            name: "credit-files".into(),
-            source: s.arrivals_topic.clone(),
-            stores: vec![DEDUP_STORE.into(), LEDGER_STORE.into()],
-            sinks,
+            shape: shape(&self.shared.kafka, &self.shared.catalog),
             processor: Box::new(move |_| {
                 Box::new(FileProcessor {
                     shared: shared.clone(),
                 })
             }),
+            partition_of: Box::new(partition_of),
         }
+    }
+}
+
+/// The topology's shape for `kafka` and `catalog`, without registering anything (for
+/// `topology describe`).
+pub fn shape(kafka: &KafkaConfig, catalog: &Catalog) -> TopologyShape {
+    let mut sinks = vec![kafka.topic(QUARANTINE), kafka.topic(LEDGER)];
+    sinks.extend(
+        catalog
+            .categories()
+            .iter()
+            .map(|c| kafka.topic(&c.output_topic)),
+    );
+    TopologyShape {
+        name: "credit-files".into(),
+        source: kafka.topic(ARRIVALS),
+        processor: "file-processor".into(),
+        stores: vec![DEDUP_STORE.into(), LEDGER_STORE.into()],
+        sinks,
+    }
+}
+
+/// The partition a store key belongs to: arrivals are keyed by client id, so a dedup key
+/// (`<client>/<sha256>`) goes where its client does, and a ledger key
+/// (`<sha256>/p<partition>-<offset>`) names its arrival's partition.
+fn partition_of(store: &str, key: &[u8], partitions: i32) -> Option<i32> {
+    let key = std::str::from_utf8(key).ok()?;
+    match store {
+        DEDUP_STORE => {
+            let (client, _) = key.split_once('/')?;
+            Some(partition_for_key(client.as_bytes(), partitions))
+        }
+        LEDGER_STORE => {
+            let (_, arrival) = key.split_once('/')?;
+            let (partition, _) = arrival.strip_prefix('p')?.split_once('-')?;
+            partition
+                .parse()
+                .ok()
+                .filter(|p| (0..partitions).contains(p))
+        }
+        _ => None,
     }
 }
 
@@ -176,6 +213,13 @@ pub fn planned_topics(config: &Config, catalog: &Catalog) -> Vec<TopicSpec> {
             exact_partitions: true,
         });
     }
+    topics.push(TopicSpec {
+        name: replicas_topic(&config.app.id),
+        partitions: 1,
+        replication_factor: config.kafka.replication_factor,
+        compacted: true,
+        exact_partitions: false,
+    });
     topics
 }
 

@@ -5,7 +5,7 @@
 
 use std::sync::OnceLock;
 
-use metrics::{counter, describe_counter};
+use metrics::{counter, describe_counter, describe_gauge, gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -71,7 +71,35 @@ fn describe() {
     );
     describe_counter!(
         "credstream_restore_records_total",
-        "Changelog records applied while restoring stores."
+        "Changelog records applied while restoring stores or keeping standbys."
+    );
+    describe_gauge!(
+        "credstream_restore_remaining_records",
+        "Changelog records left to restore, per store partition."
+    );
+    describe_counter!(
+        "credstream_fenced_writes_ignored_total",
+        "Changelog writes of a replica that had lost the partition, ignored by readers."
+    );
+    describe_counter!(
+        "credstream_tasks_opened_total",
+        "Tasks opened (fenced and restored)."
+    );
+    describe_counter!(
+        "credstream_tasks_lost_total",
+        "Tasks stopped because another replica took them over."
+    );
+    describe_gauge!(
+        "credstream_tasks",
+        "Tasks held by this replica, by kind (active, standby)."
+    );
+    describe_gauge!(
+        "credstream_standby_lag_records",
+        "Changelog records a standby is behind, per partition."
+    );
+    describe_counter!(
+        "credstream_transactions_total",
+        "Exactly-once transactions, by outcome (committed, aborted, unknown)."
     );
 }
 
@@ -216,5 +244,86 @@ impl RestoreProgress<'_> {
     pub fn emit(self) {
         counter!("credstream_restore_records_total", "store" => self.store.to_string())
             .increment(self.records);
+    }
+}
+
+/// Changelog records left to restore for one store partition.
+pub struct RestoreRemaining<'a> {
+    pub store: &'a str,
+    pub partition: i32,
+    pub records: i64,
+}
+
+impl RestoreRemaining<'_> {
+    pub fn emit(self) {
+        gauge!("credstream_restore_remaining_records", "store" => self.store.to_string(), "partition" => self.partition.to_string()).set(self.records as f64);
+    }
+}
+
+/// A zombie's changelog write skipped by a reader.
+pub struct FencedWriteIgnored<'a> {
+    pub store: &'a str,
+}
+
+impl FencedWriteIgnored<'_> {
+    pub fn emit(self) {
+        counter!("credstream_fenced_writes_ignored_total", "store" => self.store.to_string())
+            .increment(1);
+    }
+}
+
+/// A task opened.
+pub struct TaskOpened {}
+
+impl TaskOpened {
+    pub fn emit(self) {
+        counter!("credstream_tasks_opened_total").increment(1);
+    }
+}
+
+/// A task lost to another replica.
+pub struct TaskFenced {}
+
+impl TaskFenced {
+    pub fn emit(self) {
+        counter!("credstream_tasks_lost_total").increment(1);
+    }
+}
+
+/// Tasks held now.
+pub struct Tasks {
+    pub active: usize,
+    pub standby: usize,
+}
+
+impl Tasks {
+    pub fn emit(self) {
+        gauge!("credstream_tasks", "kind" => "active").set(self.active as f64);
+        gauge!("credstream_tasks", "kind" => "standby").set(self.standby as f64);
+    }
+}
+
+/// How far a standby is behind its changelogs.
+pub struct StandbyLag {
+    pub partition: i32,
+    pub records: i64,
+}
+
+impl StandbyLag {
+    pub fn emit(self) {
+        gauge!("credstream_standby_lag_records", "partition" => self.partition.to_string())
+            .set(self.records as f64);
+    }
+}
+
+/// An exactly-once transaction's outcome.
+pub struct Transaction<'a> {
+    pub outcome: &'a str,
+}
+
+impl Transaction<'_> {
+    pub fn emit(self) {
+        counter!("credstream_transactions_total", "outcome" => self.outcome.to_string())
+            .increment(1);
     }
 }

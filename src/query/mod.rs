@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::credit::{FileLedgerEntry, LEDGER_STORE};
-use crate::streams::{RuntimeStatus, StoreRegistry};
+use crate::streams::{ReplicaInfo, RuntimeStatus, StoreRegistry, StreamsMetadata};
 
 /// Default and largest page size.
 const DEFAULT_LIMIT: usize = 100;
@@ -28,6 +28,8 @@ pub struct QueryState {
     pub stores: StoreRegistry,
     /// The topology runtime, when this process runs one.
     pub runtime: Option<RuntimeStatus>,
+    /// Which replica owns which partition, when this process runs the topology.
+    pub metadata: Option<StreamsMetadata>,
     pub metrics: PrometheusHandle,
 }
 
@@ -39,6 +41,8 @@ pub fn router(state: QueryState) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/files", get(list_files))
         .route("/v1/files/{sha256}", get(file))
+        .route("/v1/metadata", get(replicas))
+        .route("/v1/metadata/{store}/{*key}", get(key_metadata))
         .fallback(|| async { ApiError::not_found("no such endpoint".into()) })
         .with_state(state)
 }
@@ -74,6 +78,13 @@ impl ApiError {
         ApiError {
             status: StatusCode::BAD_REQUEST,
             code: "bad_request",
+            message,
+        }
+    }
+    fn unavailable(message: String) -> Self {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "unavailable",
             message,
         }
     }
@@ -230,4 +241,58 @@ async fn file(
         .map(|(k, v)| decode_entry(k, v).map(|e| entry_json(&e)))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Json(json!({"sha256": sha256, "arrivals": arrivals})))
+}
+
+fn metadata(state: &QueryState) -> Result<&StreamsMetadata, ApiError> {
+    state.metadata.as_ref().ok_or_else(|| {
+        ApiError::unavailable(
+            "this process does not run the topology; ask a replica that does".into(),
+        )
+    })
+}
+
+fn replica_json(r: &ReplicaInfo) -> Value {
+    json!({"replica_id": r.replica_id, "endpoint": r.endpoint})
+}
+
+/// `GET /v1/metadata`: the live replicas, and the owner of each partition.
+async fn replicas(State(state): State<QueryState>) -> Result<Json<Value>, ApiError> {
+    let m = metadata(&state)?;
+    let owners: Vec<Value> = (0..m.partitions())
+        .map(|p| {
+            json!({
+                "partition": p,
+                "owner": m.owner(p).as_ref().map(replica_json),
+                "standbys": m.standbys(p).iter().map(replica_json).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "replica_id": m.replica_id(),
+        "partitions": owners,
+        "replicas": m.replicas(),
+    })))
+}
+
+/// `GET /v1/metadata/{store}/{key}`: which replica owns a store key, for routing.
+async fn key_metadata(
+    State(state): State<QueryState>,
+    Path((store, key)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let m = metadata(&state)?;
+    let partition = m
+        .partition_of(&store, key.as_bytes())
+        .ok_or_else(|| ApiError::bad_request(format!("store {store} has no key like {key:?}")))?;
+    let owner = m.owner(partition).ok_or_else(|| {
+        ApiError::unavailable(format!(
+            "partition {partition} has no live owner right now (a rebalance is under way); retry shortly"
+        ))
+    })?;
+    Ok(Json(json!({
+        "store": store,
+        "key": key,
+        "partition": partition,
+        "owner": replica_json(&owner),
+        "standbys": m.standbys(partition).iter().map(replica_json).collect::<Vec<_>>(),
+    })))
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
+use rdkafka::message::{Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
 use super::StreamsError;
@@ -109,6 +109,21 @@ impl ProducerContext for DeliveryRouter {
 #[derive(Clone)]
 pub struct OutputProducer {
     inner: ThreadedProducer<DeliveryRouter>,
+    transactional: bool,
+}
+
+/// How long a transaction call may take before its outcome counts as unknown.
+const TXN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a record to send consists of, besides its batch.
+pub struct Outgoing<'a> {
+    pub topic: &'a str,
+    /// `None`: by key, with the producer's partitioner.
+    pub partition: Option<i32>,
+    pub key: &'a [u8],
+    /// `None`: a tombstone.
+    pub value: Option<&'a [u8]>,
+    pub headers: Option<OwnedHeaders>,
 }
 
 impl OutputProducer {
@@ -117,6 +132,39 @@ impl OutputProducer {
     /// keys are partitioned as the Java client does (murmur2), so downstream Kafka Streams
     /// applications can co-partition with our topics.
     pub fn new(base: &ClientConfig) -> Result<OutputProducer, StreamsError> {
+        let inner = Self::config(base)
+            .create_with_context(DeliveryRouter)
+            .map_err(|e| StreamsError::kafka("create producer", e))?;
+        Ok(OutputProducer {
+            inner,
+            transactional: false,
+        })
+    }
+
+    /// A transactional producer for one task (exactly-once). Initialising it fences any
+    /// earlier producer with the same id (a zombie owner of the task) and aborts its open
+    /// transaction. Blocks: call it off the async threads.
+    pub fn transactional(
+        base: &ClientConfig,
+        transactional_id: &str,
+    ) -> Result<OutputProducer, StreamsError> {
+        let mut config = Self::config(base);
+        config
+            .set("transactional.id", transactional_id)
+            .set("transaction.timeout.ms", "60000");
+        let inner: ThreadedProducer<DeliveryRouter> = config
+            .create_with_context(DeliveryRouter)
+            .map_err(|e| StreamsError::kafka("create transactional producer", e))?;
+        inner.init_transactions(TXN_TIMEOUT).map_err(|e| {
+            StreamsError::kafka(format!("init transactions of {transactional_id}"), e)
+        })?;
+        Ok(OutputProducer {
+            inner,
+            transactional: true,
+        })
+    }
+
+    fn config(base: &ClientConfig) -> ClientConfig {
         let mut config = base.clone();
         config
             .set("acks", "all")
@@ -124,23 +172,42 @@ impl OutputProducer {
             .set("partitioner", "murmur2_random")
             .set("linger.ms", "5")
             .set("compression.type", "none");
-        let inner = config
-            .create_with_context(DeliveryRouter)
-            .map_err(|e| StreamsError::kafka("create producer", e))?;
-        Ok(OutputProducer { inner })
+        config
+    }
+
+    pub fn is_transactional(&self) -> bool {
+        self.transactional
+    }
+
+    /// Starts a transaction.
+    pub fn begin(&self) -> Result<(), KafkaError> {
+        self.inner.begin_transaction()
+    }
+
+    /// Adds the consumer offsets to the open transaction.
+    pub fn send_offsets(
+        &self,
+        offsets: &rdkafka::TopicPartitionList,
+        group: &rdkafka::consumer::ConsumerGroupMetadata,
+    ) -> Result<(), KafkaError> {
+        self.inner
+            .send_offsets_to_transaction(offsets, group, TXN_TIMEOUT)
+    }
+
+    /// Commits the open transaction (flushing it first). Blocks.
+    pub fn commit(&self) -> Result<(), KafkaError> {
+        self.inner.commit_transaction(TXN_TIMEOUT)
+    }
+
+    /// Aborts the open transaction. Blocks.
+    pub fn abort(&self) -> Result<(), KafkaError> {
+        self.inner.abort_transaction(TXN_TIMEOUT)
     }
 
     /// Queues one record in `batch`; waits only while librdkafka's queue is full.
-    /// `value: None` is a tombstone.
-    pub async fn send(
-        &self,
-        batch: &Batch,
-        topic: &str,
-        partition: Option<i32>,
-        key: &[u8],
-        value: Option<&[u8]>,
-    ) -> Result<(), StreamsError> {
-        let mut record = Some(self.record(batch, topic, partition, key, value));
+    pub async fn send(&self, batch: &Batch, out: Outgoing<'_>) -> Result<(), StreamsError> {
+        let topic = out.topic;
+        let mut record = Some(self.record(batch, out));
         loop {
             match self.try_send(batch, topic, record.take().expect("a record to send"))? {
                 None => return Ok(()),
@@ -154,15 +221,9 @@ impl OutputProducer {
 
     /// [`Self::send`] for synchronous code (a parser's record callback, run under
     /// `block_in_place`): blocks the thread while the queue is full instead of awaiting.
-    pub fn send_blocking(
-        &self,
-        batch: &Batch,
-        topic: &str,
-        partition: Option<i32>,
-        key: &[u8],
-        value: Option<&[u8]>,
-    ) -> Result<(), StreamsError> {
-        let mut record = Some(self.record(batch, topic, partition, key, value));
+    pub fn send_blocking(&self, batch: &Batch, out: Outgoing<'_>) -> Result<(), StreamsError> {
+        let topic = out.topic;
+        let mut record = Some(self.record(batch, out));
         loop {
             match self.try_send(batch, topic, record.take().expect("a record to send"))? {
                 None => return Ok(()),
@@ -174,21 +235,17 @@ impl OutputProducer {
         }
     }
 
-    fn record<'a>(
-        &self,
-        batch: &Batch,
-        topic: &'a str,
-        partition: Option<i32>,
-        key: &'a [u8],
-        value: Option<&'a [u8]>,
-    ) -> Record<'a> {
+    fn record<'a>(&self, batch: &Batch, out: Outgoing<'a>) -> Record<'a> {
         let mut record: Record<'a> =
-            BaseRecord::with_opaque_to(topic, Arc::clone(&batch.state)).key(key);
-        if let Some(value) = value {
+            BaseRecord::with_opaque_to(out.topic, Arc::clone(&batch.state)).key(out.key);
+        if let Some(value) = out.value {
             record = record.payload(value);
         }
-        if let Some(p) = partition {
+        if let Some(p) = out.partition {
             record = record.partition(p);
+        }
+        if let Some(h) = out.headers {
+            record = record.headers(h);
         }
         record
     }

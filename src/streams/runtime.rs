@@ -1,9 +1,10 @@
-//! The consumer loop: assignment, restore, process, commit. See the module documentation of
-//! [`super`] for the delivery guarantee it implements.
+//! The replica's main loop: group membership and rebalances, task lifecycle, processing
+//! with retries, punctuation, standby upkeep and the replica table. See the module
+//! documentation of [`super`] for the guarantees it implements.
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,15 +17,50 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use super::admin::{TopicSpec, ensure_topics, topic_partitions};
-use super::producer::{Batch, OutputProducer};
-use super::store::{StoreRegistry, StoreWrites, TaskDb};
-use super::{InputRecord, Processor, ProcessorContext, StreamsError, Topology};
+use super::membership::{ActiveClaim, HEARTBEAT_MS, ReplicaInfo, StreamsMetadata};
+use super::producer::{Batch, Outgoing, OutputProducer};
+use super::standby::Standby;
+use super::store::{StoreRegistry, TaskDb};
+use super::task::{Task, TaskEnv, Work};
+use super::{InputRecord, ProcessingGuarantee, Processor, StreamsError, Topology, TopologyShape};
+
+/// Creates the processor of one task.
+type ProcessorFactory = Box<dyn Fn(i32) -> Box<dyn Processor> + Send + Sync>;
 use crate::ErrorKind;
 
-/// Longest wait between retries of a record that failed on an outside system.
+/// Longest wait between retries of work that failed on an outside system.
 const RETRY_MAX: Duration = Duration::from_secs(30);
-/// How often restore progress is logged.
-const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+/// How long the loop sleeps when no record arrives, to punctuate and keep standbys warm.
+const IDLE_TICK: Duration = Duration::from_millis(250);
+
+/// The changelog topic of a store: `<application id>-<store>-changelog`.
+pub fn changelog_topic(app_id: &str, store: &str) -> String {
+    format!("{app_id}-{store}-changelog")
+}
+
+/// The replica table topic: `<application id>-replicas`.
+pub fn replicas_topic(app_id: &str) -> String {
+    format!("{app_id}-replicas")
+}
+
+/// How a runtime runs.
+#[derive(Clone, Debug)]
+pub struct RuntimeSettings {
+    /// The consumer group, and the prefix of changelog topics.
+    pub app_id: String,
+    /// Stores live under `<state_dir>/<app_id>/task-<partition>`.
+    pub state_dir: PathBuf,
+    pub session_timeout_ms: u32,
+    pub max_poll_interval_ms: u32,
+    /// Create missing changelog topics.
+    pub create_topics: bool,
+    pub replication_factor: i32,
+    pub guarantee: ProcessingGuarantee,
+    /// Warm copies of each task to keep on other replicas.
+    pub num_standby_replicas: usize,
+    /// `host:port` of this replica's query API, published for interactive queries.
+    pub endpoint: Option<String>,
+}
 
 /// What other components may know of the runtime: whether it is ready, and which
 /// partitions it owns.
@@ -32,6 +68,7 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 pub struct RuntimeStatus {
     ready: Arc<AtomicBool>,
     assigned: Arc<Mutex<Vec<i32>>>,
+    restored: Arc<AtomicU64>,
 }
 
 impl RuntimeStatus {
@@ -43,6 +80,12 @@ impl RuntimeStatus {
     /// Input partitions this replica owns.
     pub fn assigned(&self) -> Vec<i32> {
         self.assigned.lock().expect("status lock").clone()
+    }
+
+    /// Changelog records this replica has applied while opening active tasks: what
+    /// standbys and checkpoints save.
+    pub fn restored_records(&self) -> u64 {
+        self.restored.load(Ordering::Acquire)
     }
 }
 
@@ -91,84 +134,122 @@ impl ConsumerContext for RebalanceListener {
     }
 }
 
-struct Task {
-    db: Arc<TaskDb>,
-    processor: Box<dyn Processor>,
+/// What became of one unit of work.
+enum Outcome {
+    Done,
+    /// The task is no longer ours; nothing was committed.
+    Lost,
+    /// Shutdown came first; nothing was committed.
+    Interrupted,
 }
 
 /// Runs a [`Topology`] as a member of the consumer group `application id`.
 pub struct StreamsRuntime {
-    app_id: String,
+    settings: RuntimeSettings,
+    env: TaskEnv,
+    shape: TopologyShape,
+    factory: ProcessorFactory,
+    source: String,
     state_dir: PathBuf,
-    client: ClientConfig,
-    topology: Topology,
-    producer: OutputProducer,
     registry: StoreRegistry,
     status: RuntimeStatus,
+    metadata: StreamsMetadata,
     events: Arc<Mutex<Vec<RebalanceEvent>>>,
-    /// Tasks this replica owns.
+    /// Active tasks.
     tasks: BTreeMap<i32, Task>,
-    /// Databases of tasks revoked earlier, kept open: a partition that comes back restores
-    /// only what changed meanwhile.
-    suspended: HashMap<i32, Arc<TaskDb>>,
-    settings: RuntimeSettings,
-}
-
-/// How a runtime runs.
-#[derive(Clone, Debug)]
-pub struct RuntimeSettings {
-    /// The consumer group, and the prefix of changelog topics.
-    pub app_id: String,
-    /// Stores live under `<state_dir>/<app_id>/task-<partition>`.
-    pub state_dir: PathBuf,
-    pub session_timeout_ms: u32,
-    pub max_poll_interval_ms: u32,
-    /// Create missing changelog topics.
-    pub create_topics: bool,
-    pub replication_factor: i32,
+    /// Databases not in use: revoked tasks and dropped standbys. A partition that comes
+    /// back restores only what changed meanwhile.
+    warm: HashMap<i32, Arc<TaskDb>>,
+    standby: Standby,
+    /// Partitions whose task was fenced, paused until the group reassigns them.
+    fenced: BTreeSet<i32>,
+    membership: BaseConsumer,
+    last_publish: Option<Instant>,
 }
 
 impl StreamsRuntime {
-    /// Prepares a runtime: checks the input topic and creates the changelog topics with as
-    /// many partitions as it has.
+    /// Prepares a runtime: checks the input topic, creates the changelog topics (as many
+    /// partitions as the input) and the replica table topic.
     pub async fn new(
         settings: RuntimeSettings,
         client: ClientConfig,
         topology: Topology,
         producer: OutputProducer,
     ) -> Result<StreamsRuntime, StreamsError> {
-        let app_id = settings.app_id.as_str();
+        let Topology {
+            shape,
+            processor: factory,
+            partition_of,
+        } = topology;
+        let app_id = settings.app_id.clone();
+        let source = shape.source.clone();
         let partitions = *topic_partitions(&client)
             .await?
-            .get(&topology.source)
+            .get(&source)
             .ok_or_else(|| StreamsError::Topic {
-                topic: topology.source.clone(),
+                topic: source.clone(),
                 message: "the input topic does not exist".into(),
             })?;
-        let changelogs: Vec<TopicSpec> = topology
+        let mut topics: Vec<TopicSpec> = shape
             .stores
             .iter()
             .map(|store| TopicSpec {
-                name: changelog_topic(app_id, store),
+                name: changelog_topic(&app_id, store),
                 partitions,
                 replication_factor: settings.replication_factor,
                 compacted: true,
                 exact_partitions: true,
             })
             .collect();
-        ensure_topics(&client, &changelogs, settings.create_topics).await?;
+        topics.push(TopicSpec {
+            name: replicas_topic(&app_id),
+            partitions: 1,
+            replication_factor: settings.replication_factor,
+            compacted: true,
+            exact_partitions: false,
+        });
+        ensure_topics(&client, &topics, settings.create_topics).await?;
+
+        let state_dir = settings.state_dir.join(&app_id);
+        let replica_id = replica_id(&state_dir)?;
+        let membership: BaseConsumer =
+            super::task::restore_config(&client, &format!("{app_id}-replicas"))
+                .create()
+                .map_err(|e| StreamsError::kafka("create replica-table reader", e))?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&replicas_topic(&app_id), 0, Offset::Beginning)
+            .map_err(|e| StreamsError::kafka("replica-table assignment", e))?;
+        membership
+            .assign(&tpl)
+            .map_err(|e| StreamsError::kafka("assign replica-table reader", e))?;
+        let standby = Standby::new(&client, &app_id, &shape.stores)?;
+        let status = RuntimeStatus::default();
+        tracing::info!(replica = %replica_id, guarantee = ?settings.guarantee, standbys = settings.num_standby_replicas, partitions, "runtime prepared");
         Ok(StreamsRuntime {
-            app_id: app_id.to_string(),
-            state_dir: settings.state_dir.join(app_id),
-            client,
-            topology,
-            producer,
+            env: TaskEnv {
+                app_id,
+                replica_id: replica_id.clone(),
+                client,
+                stores: shape.stores.clone(),
+                guarantee: settings.guarantee,
+                shared: producer,
+                restored: status.restored.clone(),
+            },
+            metadata: StreamsMetadata::new(&replica_id, partitions, partition_of),
+            settings,
+            shape,
+            factory,
+            source,
+            state_dir,
             registry: StoreRegistry::default(),
-            status: RuntimeStatus::default(),
+            status,
             events: Arc::default(),
             tasks: BTreeMap::new(),
-            suspended: HashMap::new(),
-            settings,
+            warm: HashMap::new(),
+            standby,
+            fenced: BTreeSet::new(),
+            membership,
+            last_publish: None,
         })
     }
 
@@ -181,14 +262,20 @@ impl StreamsRuntime {
         self.status.clone()
     }
 
-    /// Consumes until `shutdown`, or until a record fails in a way retrying cannot fix.
+    /// Which replica owns which partition, for interactive queries.
+    pub fn metadata(&self) -> StreamsMetadata {
+        self.metadata.clone()
+    }
+
+    /// Consumes until `shutdown`, or until work fails in a way retrying cannot fix.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), crate::Error> {
-        let mut config = self.client.clone();
+        let mut config = self.env.client.clone();
         config
-            .set("group.id", &self.app_id)
+            .set("group.id", &self.settings.app_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed")
             .set("partition.assignment.strategy", "cooperative-sticky")
             .set(
                 "session.timeout.ms",
@@ -208,17 +295,18 @@ impl StreamsRuntime {
             })
             .map_err(|e| StreamsError::kafka("create consumer", e))?;
         consumer
-            .subscribe(&[&self.topology.source])
+            .subscribe(&[&self.source])
             .map_err(|e| StreamsError::kafka("subscribe", e))?;
-        tracing::info!(topology = %self.topology.name, source = %self.topology.source, group = %self.app_id, "stream task runtime started");
+        tracing::info!(topology = %self.shape.name, source = %self.source, group = %self.settings.app_id, "stream task runtime started");
 
         let result = self.consume(&consumer, &shutdown).await;
         self.status.ready.store(false, Ordering::Release);
         // Leave the group now rather than after the session timeout, so partitions move
-        // to the other replicas at once.
+        // to the other replicas at once, and take this replica out of the table.
         consumer.unsubscribe();
-        self.producer.flush(Duration::from_secs(10))?;
         self.tasks.clear();
+        self.publish_leaving().await;
+        self.env.shared.flush(Duration::from_secs(10))?;
         tracing::info!("stream task runtime stopped");
         result
     }
@@ -230,12 +318,14 @@ impl StreamsRuntime {
     ) -> Result<(), crate::Error> {
         let mut backoff = Duration::from_millis(100);
         loop {
-            self.handle_rebalance().await?;
+            self.handle_rebalance(consumer, shutdown).await?;
+            if !self.upkeep(consumer, shutdown).await? {
+                return Ok(());
+            }
             let message = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
                 m = consumer.recv() => m,
-                // Wake up now and then to act on rebalances while idle.
-                _ = tokio::time::sleep(Duration::from_millis(250)) => continue,
+                _ = tokio::time::sleep(IDLE_TICK) => continue,
             };
             let record = match message {
                 Ok(m) => InputRecord {
@@ -255,296 +345,429 @@ impl StreamsRuntime {
                 }
             };
             backoff = Duration::from_millis(100);
-            self.handle_rebalance().await?;
-            if !self.tasks.contains_key(&record.partition) {
+            self.handle_rebalance(consumer, shutdown).await?;
+            let p = record.partition;
+            if self.fenced.contains(&p) {
+                continue; // fetched before the pause; the partition's new owner has it
+            }
+            if !self.tasks.contains_key(&p) {
                 // Assigned in the same poll that returned the record.
-                self.open_task(record.partition).await?;
+                self.open_task(p, shutdown).await?;
             }
-            if !self.process_with_retry(&record, shutdown).await? {
-                return Ok(()); // shutting down mid-record: it is replayed after restart
+            match self
+                .work(p, Work::Record(&record), consumer, shutdown)
+                .await?
+            {
+                Outcome::Done => {}
+                Outcome::Lost => continue,
+                Outcome::Interrupted => return Ok(()),
             }
-            self.commit(consumer, &record);
+            if self.settings.guarantee == ProcessingGuarantee::AtLeastOnce {
+                commit(consumer, &record);
+            }
+            let due = self
+                .tasks
+                .get_mut(&p)
+                .map(Task::due_stream_time)
+                .unwrap_or_default();
+            for (kind, time) in due {
+                if !matches!(
+                    self.work(p, Work::Punctuate(kind, time), consumer, shutdown)
+                        .await?,
+                    Outcome::Done
+                ) {
+                    break;
+                }
+            }
         }
     }
 
-    /// Processes one record until it succeeds. `Ok(false)`: shutdown came first.
-    async fn process_with_retry(
+    /// Runs one unit of work on task `p` until it succeeds, the task is lost, or shutdown.
+    async fn work(
         &mut self,
-        record: &InputRecord,
+        p: i32,
+        work: Work<'_>,
+        consumer: &StreamConsumer<RebalanceListener>,
         shutdown: &CancellationToken,
-    ) -> Result<bool, crate::Error> {
+    ) -> Result<Outcome, crate::Error> {
         let mut wait = Duration::from_millis(200);
         loop {
-            let attempt = self.process(record).await;
-            match attempt {
-                Ok(()) => return Ok(true),
+            if self.settings.guarantee == ProcessingGuarantee::AtLeastOnce
+                && !still_assigned(consumer, &self.source, p)
+            {
+                self.lose_task(
+                    consumer,
+                    p,
+                    "the partition is no longer in this replica's assignment",
+                );
+                return Ok(Outcome::Lost);
+            }
+            let Some(task) = self.tasks.get_mut(&p) else {
+                return Ok(Outcome::Lost);
+            };
+            match task.execute(&self.env, work, consumer).await {
+                Ok(()) => return Ok(Outcome::Done),
+                Err(crate::Error::Streams(StreamsError::Fenced { reason, .. })) => {
+                    self.lose_task(consumer, p, &reason);
+                    return Ok(Outcome::Lost);
+                }
                 Err(e) if e.kind() == ErrorKind::External => {
                     crate::metrics::ProcessingRetry {}.emit();
-                    tracing::warn!(partition = record.partition, offset = record.offset, error = %e, retry_in_ms = wait.as_millis() as u64, "processing failed on an outside system; retrying the record");
+                    tracing::warn!(partition = p, error = %e, retry_in_ms = wait.as_millis() as u64, "work failed on an outside system; retrying");
                     tokio::select! {
-                        _ = shutdown.cancelled() => return Ok(false),
+                        _ = shutdown.cancelled() => return Ok(Outcome::Interrupted),
                         _ = tokio::time::sleep(wait) => {}
                     }
                     wait = (wait * 2).min(RETRY_MAX);
                 }
                 Err(e) => {
-                    tracing::error!(partition = record.partition, offset = record.offset, kind = %e.kind(), error = %e, "processing failed; stopping");
+                    tracing::error!(partition = p, kind = %e.kind(), error = %e, "work failed; stopping");
                     return Err(e);
                 }
             }
         }
     }
 
-    /// One record, through all five steps of the delivery protocol.
-    async fn process(&mut self, record: &InputRecord) -> Result<(), crate::Error> {
-        let partition = record.partition;
-        let task = self
-            .tasks
-            .get_mut(&partition)
-            .expect("a task exists for every processed partition");
-        let outputs = Batch::new();
-        let mut writes = StoreWrites::new(task.db.clone());
-        {
-            let mut ctx = ProcessorContext {
-                partition,
-                writes: &mut writes,
-                producer: &self.producer,
-                batch: &outputs,
-            };
-            task.processor.process(&mut ctx, record).await?;
+    /// A task was fenced or lost its partition: stop it, and pause the partition until the
+    /// group gives it to us again.
+    fn lose_task(&mut self, consumer: &StreamConsumer<RebalanceListener>, p: i32, reason: &str) {
+        crate::metrics::TaskFenced {}.emit();
+        tracing::warn!(
+            partition = p,
+            reason,
+            "task lost to another replica; its writes are fenced"
+        );
+        if let Some(task) = self.tasks.remove(&p) {
+            self.registry.remove(p);
+            self.warm.insert(p, task.db);
         }
-        outputs.wait().await?;
-        if writes.is_empty() {
-            return Ok(());
-        }
-        let changelog = Batch::new();
-        let mut topics = HashMap::new();
-        for (store, entries) in writes.staged() {
-            let topic = changelog_topic(&self.app_id, store);
-            for (key, value) in entries {
-                self.producer
-                    .send(&changelog, &topic, Some(partition), key, value.as_deref())
-                    .await?;
-            }
-            topics.insert(topic, store.to_string());
-        }
-        changelog.wait().await?;
-        let checkpoints: HashMap<String, i64> = changelog
-            .offsets()
-            .into_iter()
-            .filter_map(|((topic, _), offset)| topics.get(&topic).map(|s| (s.clone(), offset + 1)))
-            .collect();
-        task.db.apply(&writes, &checkpoints)?;
-        Ok(())
-    }
-
-    fn commit(&self, consumer: &StreamConsumer<RebalanceListener>, record: &InputRecord) {
+        self.fenced.insert(p);
         let mut tpl = TopicPartitionList::new();
-        if let Err(e) = tpl.add_partition_offset(
-            &record.topic,
-            record.partition,
-            Offset::Offset(record.offset + 1),
-        ) {
-            tracing::error!(error = %e, "cannot build commit");
-            return;
-        }
-        // A failed commit replays the record on the partition's next owner; its outputs and
-        // state are already durable, so the replay finds its work done.
-        if let Err(e) = tokio::task::block_in_place(|| consumer.commit(&tpl, CommitMode::Sync)) {
-            crate::metrics::KafkaError { op: "commit" }.emit();
-            tracing::warn!(partition = record.partition, offset = record.offset, error = %e, "offset commit failed; the record will be replayed");
+        tpl.add_partition(&self.source, p);
+        if let Err(e) = consumer.pause(&tpl) {
+            tracing::warn!(partition = p, error = %e, "pause failed");
         }
     }
 
-    /// Acts on rebalance callbacks: closes revoked tasks, restores and opens assigned ones.
-    async fn handle_rebalance(&mut self) -> Result<(), crate::Error> {
+    /// Wall-clock punctuations, the replica table, standbys. `Ok(false)`: shutdown.
+    async fn upkeep(
+        &mut self,
+        consumer: &StreamConsumer<RebalanceListener>,
+        shutdown: &CancellationToken,
+    ) -> Result<bool, crate::Error> {
+        let partitions: Vec<i32> = self.tasks.keys().copied().collect();
+        for p in partitions {
+            let due = self
+                .tasks
+                .get_mut(&p)
+                .map(Task::due_wall_clock)
+                .unwrap_or_default();
+            for (kind, time) in due {
+                match self
+                    .work(p, Work::Punctuate(kind, time), consumer, shutdown)
+                    .await?
+                {
+                    Outcome::Done => {}
+                    Outcome::Lost => break,
+                    Outcome::Interrupted => return Ok(false),
+                }
+            }
+        }
+        self.read_replica_table();
+        let heartbeat_due = self
+            .last_publish
+            .is_none_or(|t| t.elapsed() >= Duration::from_millis(HEARTBEAT_MS as u64));
+        if heartbeat_due {
+            self.publish().await;
+            self.report_standby_lag();
+        }
+        self.keep_standbys()?;
+        Ok(true)
+    }
+
+    /// Acts on rebalance callbacks: parks revoked tasks, fences and restores assigned ones.
+    async fn handle_rebalance(
+        &mut self,
+        consumer: &StreamConsumer<RebalanceListener>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), crate::Error> {
         let events: Vec<RebalanceEvent> =
             std::mem::take(&mut *self.events.lock().expect("events lock"));
         if events.is_empty() {
             return Ok(());
         }
+        self.status.ready.store(false, Ordering::Release);
         for event in events {
             match event {
                 RebalanceEvent::Revoke(partitions) => {
                     for p in partitions {
+                        self.fenced.remove(&p);
                         self.registry.remove(p);
                         if let Some(task) = self.tasks.remove(&p) {
-                            self.suspended.insert(p, task.db);
+                            self.warm.insert(p, task.db);
                         }
                     }
                 }
                 RebalanceEvent::Assign(partitions) => {
+                    let mut resumed = TopicPartitionList::new();
                     for p in partitions {
-                        if !self.tasks.contains_key(&p) {
-                            self.open_task(p).await?;
+                        if self.fenced.remove(&p) {
+                            resumed.add_partition(&self.source, p);
                         }
+                        if !self.tasks.contains_key(&p) {
+                            self.open_task(p, shutdown).await?;
+                        }
+                    }
+                    if resumed.count() > 0
+                        && let Err(e) = consumer.resume(&resumed)
+                    {
+                        tracing::warn!(error = %e, "resume failed");
                     }
                 }
             }
         }
         let assigned: Vec<i32> = self.tasks.keys().copied().collect();
+        crate::metrics::Tasks {
+            active: assigned.len(),
+            standby: self.standby.partitions().len(),
+        }
+        .emit();
         *self.status.assigned.lock().expect("status lock") = assigned;
         self.status.ready.store(true, Ordering::Release);
+        self.publish().await;
         Ok(())
     }
 
-    /// Opens a task's stores, restores them from their changelogs, and registers them.
-    async fn open_task(&mut self, partition: i32) -> Result<(), crate::Error> {
-        let db = match self.suspended.remove(&partition) {
+    /// Opens task `p`: its database (warm from a standby or an earlier assignment if there
+    /// is one), fence, restore. Retries while outside systems fail.
+    async fn open_task(
+        &mut self,
+        p: i32,
+        shutdown: &CancellationToken,
+    ) -> Result<(), crate::Error> {
+        let began = Instant::now();
+        let db = match self.standby.take(p)? {
             Some(db) => db,
-            None => {
-                let dir = self.state_dir.join(format!("task-{partition}"));
-                let stores = self.topology.stores.clone();
-                Arc::new(
-                    tokio::task::spawn_blocking(move || TaskDb::open(&dir, partition, &stores))
-                        .await
-                        .expect("open does not panic")?,
-                )
+            None => self.database(p).await?,
+        };
+        let mut wait = Duration::from_millis(200);
+        let task = loop {
+            let processor = (self.factory)(p);
+            match Task::open(&self.env, p, db.clone(), processor).await {
+                Ok(task) => break task,
+                Err(e) if e.kind() == ErrorKind::External && !shutdown.is_cancelled() => {
+                    tracing::warn!(partition = p, error = %e, retry_in_ms = wait.as_millis() as u64, "opening task failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(RETRY_MAX);
+                }
+                Err(e) => return Err(e.into()),
             }
         };
-        for store in &self.topology.stores {
-            let topic = changelog_topic(&self.app_id, store);
-            let (db, client, store) = (db.clone(), self.client.clone(), store.clone());
-            tokio::task::spawn_blocking(move || restore(&client, &db, &store, &topic, partition))
-                .await
-                .expect("restore does not panic")?;
-        }
-        let processor = (self.topology.processor)(partition);
-        self.registry.insert(db.clone());
-        self.tasks.insert(partition, Task { db, processor });
+        tracing::info!(
+            partition = p,
+            fence_offset = task.fence_offset,
+            elapsed_ms = began.elapsed().as_millis() as u64,
+            "task open"
+        );
+        self.registry.insert(db);
+        self.tasks.insert(p, task);
         Ok(())
     }
-}
 
-/// The changelog topic of a store: `<application id>-<store>-changelog`.
-pub fn changelog_topic(app_id: &str, store: &str) -> String {
-    format!("{app_id}-{store}-changelog")
-}
+    /// Partition `p`'s database: the parked one, or opened from disk.
+    async fn database(&mut self, p: i32) -> Result<Arc<TaskDb>, StreamsError> {
+        if let Some(db) = self.warm.remove(&p) {
+            return Ok(db);
+        }
+        let dir = self.state_dir.join(format!("task-{p}"));
+        let stores = self.env.stores.clone();
+        Ok(Arc::new(
+            tokio::task::spawn_blocking(move || TaskDb::open(&dir, p, &stores))
+                .await
+                .expect("open does not panic")?,
+        ))
+    }
 
-/// Brings one store partition up to the end of its changelog, from its checkpoint.
-fn restore(
-    client: &ClientConfig,
-    db: &TaskDb,
-    store: &str,
-    topic: &str,
-    partition: i32,
-) -> Result<u64, StreamsError> {
-    let fail = |message: String| StreamsError::Restore {
-        store: store.to_string(),
-        partition,
-        message,
-    };
-    let mut config = client.clone();
-    config
-        .set("group.id", format!("{topic}-restore"))
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest");
-    let consumer: BaseConsumer = config
-        .create()
-        .map_err(|e| StreamsError::kafka("create restore consumer", e))?;
-    let (low, high) = consumer
-        .fetch_watermarks(topic, partition, Duration::from_secs(10))
-        .map_err(|e| StreamsError::kafka(format!("watermarks of {topic}"), e))?;
-    let mut start = db.checkpoint(store)?.unwrap_or(low);
-    if start > high {
-        // The changelog is behind our checkpoint: it was recreated or truncated, so the
-        // local copy describes another history. Start over from the changelog.
-        tracing::warn!(
-            store,
-            partition,
-            checkpoint = start,
-            end = high,
-            "checkpoint is past the changelog's end; rebuilding the store"
+    /// Starts and stops standbys to match this replica's duty in the replica table, and
+    /// applies what their changelogs brought.
+    fn keep_standbys(&mut self) -> Result<(), crate::Error> {
+        if self.settings.num_standby_replicas == 0 {
+            return Ok(());
+        }
+        let mut duty = self.metadata.standby_duty(
+            self.metadata.replica_id(),
+            self.settings.num_standby_replicas,
         );
-        db.wipe(store)?;
-        start = low;
-    }
-    let start = start.max(low);
-    if start >= high {
-        return Ok(0);
-    }
-    let total = (high - start) as u64;
-    tracing::info!(
-        store,
-        partition,
-        from = start,
-        to = high,
-        records = total,
-        "restoring store from changelog"
-    );
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, Offset::Offset(start))
-        .map_err(|e| fail(e.to_string()))?;
-    consumer
-        .assign(&tpl)
-        .map_err(|e| StreamsError::kafka("assign restore consumer", e))?;
-
-    let began = Instant::now();
-    let mut last_log = began;
-    let mut restored = 0u64;
-    let mut next = start;
-    let mut chunk: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::with_capacity(10_000);
-    let mut idle_since = Instant::now();
-    while next < high {
-        match consumer.poll(Duration::from_millis(500)) {
-            Some(Ok(m)) => {
-                idle_since = Instant::now();
-                if let Some(key) = m.key() {
-                    chunk.push((key.to_vec(), m.payload().map(<[u8]>::to_vec)));
-                }
-                next = m.offset() + 1;
-                restored += 1;
-            }
-            Some(Err(e)) => return Err(StreamsError::kafka(format!("restore from {topic}"), e)),
-            None => {
-                // Compaction or transaction markers can leave the end offset unreachable by
-                // records; the consumer's position tells where it really is.
-                if let Ok(positions) = consumer.position()
-                    && let Some(Offset::Offset(p)) = positions
-                        .find_partition(topic, partition)
-                        .map(|e| e.offset())
-                {
-                    next = next.max(p);
-                }
-                if idle_since.elapsed() > Duration::from_secs(60) {
-                    return Err(fail(format!(
-                        "no progress for 60 s at offset {next} of {high}"
-                    )));
-                }
+        duty.retain(|p| !self.tasks.contains_key(p));
+        let current = self.standby.partitions();
+        for p in current.difference(&duty) {
+            if let Some(db) = self.standby.take(*p)? {
+                self.warm.insert(*p, db);
             }
         }
-        if chunk.len() >= 10_000 || next >= high {
-            db.apply_restored(store, &chunk, next)?;
-            crate::metrics::RestoreProgress {
-                store,
-                records: chunk.len() as u64,
+        for p in duty.difference(&current) {
+            let db = match self.warm.remove(p) {
+                Some(db) => db,
+                None => {
+                    let dir = self.state_dir.join(format!("task-{p}"));
+                    Arc::new(TaskDb::open(&dir, *p, &self.env.stores)?)
+                }
+            };
+            tracing::info!(partition = p, "standby started");
+            self.standby.add(*p, db)?;
+        }
+        self.standby.poll()?;
+        Ok(())
+    }
+
+    fn report_standby_lag(&self) {
+        if self.settings.num_standby_replicas == 0 {
+            return;
+        }
+        for (partition, lag) in tokio::task::block_in_place(|| self.standby.lag()) {
+            crate::metrics::StandbyLag {
+                partition,
+                records: lag,
             }
             .emit();
-            chunk.clear();
-        }
-        if last_log.elapsed() >= PROGRESS_EVERY {
-            last_log = Instant::now();
-            let rate = restored as f64 / began.elapsed().as_secs_f64();
-            let eta = (high - next) as f64 / rate.max(1.0);
-            tracing::info!(
-                store,
-                partition,
-                restored,
-                remaining = high - next,
-                rate_per_s = rate as u64,
-                eta_s = eta as u64,
-                "restoring"
-            );
         }
     }
-    let elapsed = began.elapsed();
-    tracing::info!(
-        store,
-        partition,
-        records = restored,
-        elapsed_ms = elapsed.as_millis() as u64,
-        rate_per_s = (restored as f64 / elapsed.as_secs_f64().max(1e-3)) as u64,
-        "store restored"
-    );
-    Ok(restored)
+
+    /// Applies new entries of the replica table.
+    fn read_replica_table(&mut self) {
+        for _ in 0..1000 {
+            match self.membership.poll(Duration::ZERO) {
+                Some(Ok(m)) => {
+                    let Some(id) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
+                        continue;
+                    };
+                    let info = match m.payload() {
+                        None => None,
+                        Some(v) => match serde_json::from_slice::<ReplicaInfo>(v) {
+                            Ok(info) => Some(info),
+                            Err(e) => {
+                                tracing::warn!(replica = id, error = %e, "unreadable replica-table entry");
+                                continue;
+                            }
+                        },
+                    };
+                    self.metadata.update(id, info);
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "replica-table read failed");
+                    break;
+                }
+                None => break,
+            }
+        }
+    }
+
+    fn holdings(&self) -> ReplicaInfo {
+        ReplicaInfo {
+            replica_id: self.env.replica_id.clone(),
+            endpoint: self.settings.endpoint.clone(),
+            active: self
+                .tasks
+                .values()
+                .map(|t| ActiveClaim {
+                    partition: t.partition,
+                    fence_offset: t.fence_offset,
+                })
+                .collect(),
+            standby: self.standby.partitions().into_iter().collect(),
+            updated_ms: chrono::Utc::now().timestamp_millis(),
+        }
+    }
+
+    /// Publishes this replica's holdings to the table (and notes them locally at once).
+    async fn publish(&mut self) {
+        let info = self.holdings();
+        self.metadata.update(&info.replica_id, Some(info.clone()));
+        self.last_publish = Some(Instant::now());
+        let value = serde_json::to_vec(&info).expect("replica info serialises");
+        send_table_entry(&self.env, Some(&value)).await;
+    }
+
+    async fn publish_leaving(&mut self) {
+        self.metadata.update(&self.env.replica_id.clone(), None);
+        send_table_entry(&self.env, None).await;
+    }
+}
+
+/// Writes this replica's row of the replica table (`None`: it leaves).
+async fn send_table_entry(env: &TaskEnv, value: Option<&[u8]>) {
+    let batch = Batch::new();
+    let topic = replicas_topic(&env.app_id);
+    let sent = env
+        .shared
+        .send(
+            &batch,
+            Outgoing {
+                topic: &topic,
+                partition: Some(0),
+                key: env.replica_id.as_bytes(),
+                value,
+                headers: None,
+            },
+        )
+        .await;
+    // The table is advisory and republished every heartbeat: a failed send is logged, not
+    // fatal, and not waited for.
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "publishing to the replica table failed");
+    }
+}
+
+/// Whether the consumer still holds `p` of `topic`.
+fn still_assigned<C: ConsumerContext + 'static>(
+    consumer: &StreamConsumer<C>,
+    topic: &str,
+    p: i32,
+) -> bool {
+    consumer
+        .assignment()
+        .map(|a| a.find_partition(topic, p).is_some())
+        .unwrap_or(false)
+}
+
+/// Commits `record`'s offset (at-least-once). The coordinator refuses a replica that is no
+/// longer in the group's current generation.
+fn commit<C: ConsumerContext + 'static>(consumer: &StreamConsumer<C>, record: &InputRecord) {
+    let mut tpl = TopicPartitionList::new();
+    if let Err(e) = tpl.add_partition_offset(
+        &record.topic,
+        record.partition,
+        Offset::Offset(record.offset + 1),
+    ) {
+        tracing::error!(error = %e, "cannot build commit");
+        return;
+    }
+    // A failed commit replays the record on the partition's next owner; its outputs and
+    // state are already durable, so the replay finds its work done.
+    if let Err(e) = tokio::task::block_in_place(|| consumer.commit(&tpl, CommitMode::Sync)) {
+        crate::metrics::KafkaError { op: "commit" }.emit();
+        tracing::warn!(partition = record.partition, offset = record.offset, error = %e, "offset commit failed; the record will be replayed");
+    }
+}
+
+/// This replica's id, kept in the state directory so a restarted replica is the same
+/// replica to the table.
+fn replica_id(state_dir: &Path) -> Result<String, StreamsError> {
+    let path = state_dir.join("replica-id");
+    let io = |source: std::io::Error| StreamsError::StateDir {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_string()),
+        Ok(_) | Err(_) => {
+            std::fs::create_dir_all(state_dir).map_err(io)?;
+            let host = std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "replica".into());
+            let id = format!("{host}-{:08x}", fastrand::u32(..));
+            std::fs::write(&path, &id).map_err(io)?;
+            Ok(id)
+        }
+    }
 }

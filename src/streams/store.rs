@@ -19,6 +19,20 @@ fn checkpoint_key(store: &str) -> Vec<u8> {
     format!("checkpoint/{store}").into_bytes()
 }
 
+fn owner_key(store: &str) -> Vec<u8> {
+    format!("owner/{store}").into_bytes()
+}
+
+const STREAM_TIME_KEY: &[u8] = b"stream-time";
+
+fn read_i64(raw: Option<Vec<u8>>) -> Option<i64> {
+    raw.and_then(|b| {
+        <[u8; 8]>::try_from(b.as_slice())
+            .ok()
+            .map(i64::from_be_bytes)
+    })
+}
+
 fn err(store: &str) -> impl FnOnce(rocksdb::Error) -> StreamsError + '_ {
     move |source| StreamsError::Store {
         store: store.to_string(),
@@ -75,16 +89,25 @@ impl TaskDb {
 
     /// The next changelog offset to restore from, if the store has a checkpoint.
     pub fn checkpoint(&self, store: &str) -> Result<Option<i64>, StreamsError> {
+        self.meta(&checkpoint_key(store), store)
+    }
+
+    /// The owner token whose changelog writes the store last accepted (see `changelog`).
+    pub fn owner(&self, store: &str) -> Result<Option<u64>, StreamsError> {
+        Ok(self
+            .meta(&owner_key(store), store)?
+            .map(|v| v as u64)
+            .filter(|v| *v != 0))
+    }
+
+    /// The task's stream time: the largest input timestamp it has processed.
+    pub fn stream_time(&self) -> Result<Option<i64>, StreamsError> {
+        self.meta(STREAM_TIME_KEY, "meta")
+    }
+
+    fn meta(&self, key: &[u8], what: &str) -> Result<Option<i64>, StreamsError> {
         let meta = self.cf(META_CF)?;
-        let raw = self
-            .db
-            .get_cf(meta, checkpoint_key(store))
-            .map_err(err(store))?;
-        Ok(raw.and_then(|b| {
-            <[u8; 8]>::try_from(b.as_slice())
-                .ok()
-                .map(i64::from_be_bytes)
-        }))
+        Ok(read_i64(self.db.get_cf(meta, key).map_err(err(what))?))
     }
 
     pub fn get(&self, store: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StreamsError> {
@@ -118,11 +141,13 @@ impl TaskDb {
         Ok(out)
     }
 
-    /// Applies staged writes and the stores' new checkpoints in one atomic batch.
+    /// Applies staged writes, the stores' new checkpoints and the stream time in one
+    /// atomic batch.
     pub fn apply(
         &self,
         writes: &StoreWrites,
         checkpoints: &HashMap<String, i64>,
+        stream_time: Option<i64>,
     ) -> Result<(), StreamsError> {
         let mut batch = WriteBatch::default();
         for (store, entries) in &writes.staged {
@@ -138,15 +163,20 @@ impl TaskDb {
         for (store, next) in checkpoints {
             batch.put_cf(meta, checkpoint_key(store), next.to_be_bytes());
         }
+        if let Some(t) = stream_time {
+            batch.put_cf(meta, STREAM_TIME_KEY, t.to_be_bytes());
+        }
         self.db.write(batch).map_err(err("apply"))
     }
 
-    /// Applies restored changelog records (`None`: tombstone) and the checkpoint.
+    /// Applies restored changelog records (`None`: tombstone), the checkpoint and the
+    /// owner whose writes are being accepted.
     pub fn apply_restored(
         &self,
         store: &str,
         records: &[(Vec<u8>, Option<Vec<u8>>)],
         next_offset: i64,
+        owner: Option<u64>,
     ) -> Result<(), StreamsError> {
         let cf = self.cf(store)?;
         let mut batch = WriteBatch::default();
@@ -156,11 +186,9 @@ impl TaskDb {
                 None => batch.delete_cf(cf, key),
             }
         }
-        batch.put_cf(
-            self.cf(META_CF)?,
-            checkpoint_key(store),
-            next_offset.to_be_bytes(),
-        );
+        let meta = self.cf(META_CF)?;
+        batch.put_cf(meta, checkpoint_key(store), next_offset.to_be_bytes());
+        batch.put_cf(meta, owner_key(store), owner.unwrap_or(0).to_be_bytes());
         self.db.write(batch).map_err(err(store))
     }
 
@@ -172,7 +200,9 @@ impl TaskDb {
             let (k, _) = item.map_err(err(store))?;
             batch.delete_cf(cf, k);
         }
-        batch.delete_cf(self.cf(META_CF)?, checkpoint_key(store));
+        let meta = self.cf(META_CF)?;
+        batch.delete_cf(meta, checkpoint_key(store));
+        batch.delete_cf(meta, owner_key(store));
         self.db.write(batch).map_err(err(store))
     }
 }
@@ -196,6 +226,11 @@ impl StoreWrites {
             return Ok(staged.clone());
         }
         self.task.get(store, key)
+    }
+
+    /// Entries of `store` with `prefix` as applied (staged writes not included).
+    pub fn scan(&self, store: &str, prefix: &[u8], limit: usize) -> Result<Entries, StreamsError> {
+        self.task.scan(store, prefix, None, limit)
     }
 
     pub fn put(&mut self, store: &str, key: &[u8], value: Option<&[u8]>) {
@@ -301,14 +336,28 @@ mod tests {
             None,
             "staged, not applied"
         );
-        task.apply(&writes, &HashMap::from([("dedup".to_string(), 42)]))
-            .unwrap();
+        task.apply(
+            &writes,
+            &HashMap::from([("dedup".to_string(), 42)]),
+            Some(7),
+        )
+        .unwrap();
         drop(writes);
         drop(task);
         let task = TaskDb::open(dir.path(), 3, &stores).unwrap();
         assert_eq!(task.get("dedup", b"k").unwrap(), Some(b"v".to_vec()));
         assert_eq!(task.checkpoint("dedup").unwrap(), Some(42));
         assert_eq!(task.checkpoint("ledger").unwrap(), None);
+        assert_eq!(task.stream_time().unwrap(), Some(7));
+        task.apply_restored(
+            "ledger",
+            &[(b"a".to_vec(), Some(b"b".to_vec()))],
+            9,
+            Some(5),
+        )
+        .unwrap();
+        assert_eq!(task.owner("ledger").unwrap(), Some(5));
+        assert_eq!(task.checkpoint("ledger").unwrap(), Some(9));
         task.wipe("dedup").unwrap();
         assert_eq!(task.get("dedup", b"k").unwrap(), None);
         assert_eq!(task.checkpoint("dedup").unwrap(), None);
@@ -325,7 +374,7 @@ mod tests {
             for k in keys {
                 writes.put("ledger", k.as_bytes(), Some(b"x"));
             }
-            task.apply(&writes, &HashMap::new()).unwrap();
+            task.apply(&writes, &HashMap::new(), None).unwrap();
             registry.insert(task);
         }
         let keys = |v: Vec<(Vec<u8>, Vec<u8>)>| {

@@ -58,6 +58,11 @@ pub struct Credstream {
 impl Credstream {
     /// Starts the binary under test with `args`, logging to `log`.
     pub fn spawn(args: &[&str], log: &Path) -> Result<Credstream> {
+        Self::spawn_with_env(args, &[], log)
+    }
+
+    /// [`Self::spawn`] with extra environment variables (e.g. `CREDSTREAM_…` overrides).
+    pub fn spawn_with_env(args: &[&str], env: &[(&str, String)], log: &Path) -> Result<Credstream> {
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -66,6 +71,7 @@ impl Credstream {
         let child = Command::new(env!("CARGO_BIN_EXE_credstream"))
             .args(args)
             .env("CREDSTREAM_LOG", "info,librdkafka=warn")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::from(out.try_clone()?))
             .stderr(Stdio::from(out))
             .spawn()
