@@ -48,7 +48,8 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     let (restore_rate, consume_rate) = rt.block_on(restore_benchmark(runs, keys))?;
-    let (takeover, session) = rt.block_on(takeover_benchmark(runs))?;
+    let (takeover, session) = rt.block_on(takeover_benchmark(runs, Victim::Newest))?;
+    let (leader_takeover, _) = rt.block_on(takeover_benchmark(runs, Victim::Leader))?;
     println!();
     println!("| measure | median of {runs} | peer in the same run | ratio |");
     println!("|---|---|---|---|");
@@ -64,7 +65,22 @@ fn main() -> Result<()> {
         session,
         takeover / session
     );
+    println!(
+        "| takeover when the victim is the group leader (Tansu 0.6.0: healed by the rejoin) | {:.2} s | session.timeout.ms: {:.2} s | {:.2} |",
+        leader_takeover,
+        session,
+        leader_takeover / session
+    );
     Ok(())
+}
+
+/// Which of the two replicas the takeover benchmark kills.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Victim {
+    /// The member that joined last.
+    Newest,
+    /// The oldest member, which leads the group.
+    Leader,
 }
 
 /// Restores a `keys`-record changelog partition into a fresh store, `runs` times, next to
@@ -137,7 +153,7 @@ async fn restore_benchmark(runs: usize, keys: usize) -> Result<(f64, f64)> {
 
 /// Kills the replica owning a client's partition, drops a file for that client, and times
 /// until the surviving replica serves its ledger entry.
-async fn takeover_benchmark(runs: usize) -> Result<(f64, f64)> {
+async fn takeover_benchmark(runs: usize, kill: Victim) -> Result<(f64, f64)> {
     const SESSION_MS: u64 = 6000;
     let dir = tempfile::tempdir()?;
     let root = dir.path();
@@ -204,9 +220,15 @@ async fn takeover_benchmark(runs: usize) -> Result<(f64, f64)> {
             (owned.iter().map(Vec::len).sum::<usize>() == 4).then_some(owned)
         })
         .await?;
-        // The newest member dies: Tansu 0.6.0 leaves a group stuck when its leader (an
-        // older member) dies without leaving; see BENCHMARKS.md.
-        let (victim, survivor) = (1, 0);
+        // Replica 1 is always the newest member (it is the one restarted), so killing the
+        // leader alternates: replica 0 first, then replica 1 (restarted after replica 0
+        // had come back), and so on. Tansu 0.6.0 strands a dead leader's partitions until
+        // a member rejoins; see BENCHMARKS.md.
+        let victim = match kill {
+            Victim::Newest => 1,
+            Victim::Leader => run % 2,
+        };
+        let survivor = 1 - victim;
         let client = (0..)
             .map(|n| format!("client-{run}-{n}"))
             .find(|c| {
@@ -250,7 +272,7 @@ async fn takeover_benchmark(runs: usize) -> Result<(f64, f64)> {
             )));
         }
         let took = began.elapsed().as_secs_f64();
-        eprintln!("takeover run {run}: {took:.2} s");
+        eprintln!("takeover run {run} ({kill:?}): {took:.2} s");
         times.push(took);
         replicas[victim] = Some(start(victim, run + 1)?);
     }

@@ -30,7 +30,7 @@ struct Scenario {
 
 impl Scenario {
     async fn new() -> Result<Scenario> {
-        let dir = tempfile::tempdir()?;
+        let dir = support::test_dir()?;
         let tansu = support::tansu::Tansu::start()?;
         let (registry, registry_url) = support::start_registry(dir.path()).await?;
         let prefix = unique("t") + ".";

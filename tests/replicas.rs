@@ -20,6 +20,11 @@ use credstream::samples::account_master_csv;
 const PARTITIONS: i32 = 6;
 const ROWS: usize = 40;
 
+/// Each scenario runs seven processes against timing-based group membership (6 s
+/// sessions); two at once on a small machine starve each other's heartbeats. They take
+/// turns instead.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// One file the test drops, and what must become of it.
 #[derive(Clone)]
 struct Drop {
@@ -98,7 +103,7 @@ struct Deployment {
 
 impl Deployment {
     async fn new(replicas: usize, standbys: usize) -> Result<Deployment> {
-        let dir = tempfile::tempdir()?;
+        let dir = support::test_dir()?;
         let root = dir.path().to_path_buf();
         let tansu = support::tansu::Tansu::start()?;
         let (registry, registry_url) = support::start_registry(&root).await?;
@@ -281,19 +286,62 @@ poll_interval_ms = 200
             },
         )
         .await;
-        result.map_err(|e| {
-            let tails: Vec<String> = self
-                .slots
-                .iter()
-                .enumerate()
-                .filter_map(|(i, s)| {
-                    s.process
-                        .as_ref()
-                        .map(|p| format!("--- replica {i}\n{}", p.log_tail()))
-                })
-                .collect();
-            e.context(tails.join("\n"))
+        result.map_err(|e| e.context(self.log_tails()))
+    }
+
+    /// Waits until every partition is served by exactly one live replica.
+    async fn wait_settled(&self) -> Result<()> {
+        wait_for(Duration::from_secs(120), "settled replicas", || {
+            self.settled()
         })
+        .await
+        .map(|_| ())
+        .map_err(|e| e.context(self.log_tails()))
+    }
+
+    fn log_tails(&self) -> String {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                s.process
+                    .as_ref()
+                    .map(|p| format!("--- replica {i}\n{}", p.log_tail()))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Checks that every live replica's replica table names, for each partition, the
+    /// replica that serves it (what interactive queries route by).
+    async fn check_metadata(&self) -> Result<()> {
+        let serving = wait_for(Duration::from_secs(60), "settled replicas", || {
+            self.settled()
+        })
+        .await?;
+        for i in self.live() {
+            let url = format!("{}/v1/metadata", self.url(i));
+            let table = wait_for(
+                Duration::from_secs(30),
+                "a current replica table",
+                || async {
+                    let (status, body) = get_json(&url).await?;
+                    let current = (status == 200)
+                        && body["partitions"].as_array()?.iter().all(|p| {
+                            let partition = p["partition"].as_i64().unwrap_or(-1);
+                            let endpoint = p["owner"]["endpoint"].as_str().unwrap_or("");
+                            serving.iter().any(|(r, parts)| {
+                                parts.contains(&partition)
+                                    && endpoint == format!("127.0.0.1:{}", self.slots[*r].port)
+                            })
+                        });
+                    current.then_some(body)
+                },
+            )
+            .await;
+            table.with_context(|| format!("replica {i}'s table disagrees with {serving:?}"))?;
+        }
+        Ok(())
     }
 
     /// Checks the ledger against the plan: one entry per file, with the right status and
@@ -382,13 +430,10 @@ poll_interval_ms = 200
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_replica_hands_over_and_a_wiped_one_restores() -> Result<()> {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let mut d = Deployment::new(3, 1).await?;
     let drops = plan(24);
-    let wait = wait_for(Duration::from_secs(120), "three settled replicas", || {
-        d.settled()
-    })
-    .await;
-    wait?;
+    d.wait_settled().await?;
     for (n, drop) in drops.iter().enumerate() {
         d.drop_file(drop)?;
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -398,6 +443,7 @@ async fn a_killed_replica_hands_over_and_a_wiped_one_restores() -> Result<()> {
     }
     let ledger = d.wait_for_files(drops.len()).await?;
     ensure!(d.live() == vec![0, 2]);
+    d.check_metadata().await?;
     d.check_ledger(&ledger, &drops)?;
     let repeats = d.check_outputs(&drops).await?;
     eprintln!("kill -9 of one of three replicas: {repeats} repeated output deliveries");
@@ -442,13 +488,11 @@ fn ledger_view(ledger: &[Json]) -> BTreeMap<String, (String, u64, u64, u64)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_kill_and_restart_cycles_lose_and_double_count_nothing() -> Result<()> {
+    let _turn = ONE_AT_A_TIME.lock().await;
     const CYCLES: usize = 50;
     let mut d = Deployment::new(3, 0).await?;
     let drops = plan(60);
-    wait_for(Duration::from_secs(120), "three settled replicas", || {
-        d.settled()
-    })
-    .await?;
+    d.wait_settled().await?;
     let mut rng = fastrand::Rng::with_seed(7);
     let mut next_drop = 0;
     for cycle in 0..CYCLES {

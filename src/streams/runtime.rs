@@ -2,7 +2,7 @@
 //! with retries, punctuation, standby upkeep and the replica table. See the module
 //! documentation of [`super`] for the guarantees it implements.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -69,6 +69,7 @@ pub struct RuntimeStatus {
     ready: Arc<AtomicBool>,
     assigned: Arc<Mutex<Vec<i32>>>,
     restored: Arc<AtomicU64>,
+    rejoins: Arc<AtomicU64>,
 }
 
 impl RuntimeStatus {
@@ -86,6 +87,11 @@ impl RuntimeStatus {
     /// standbys and checkpoints save.
     pub fn restored_records(&self) -> u64 {
         self.restored.load(Ordering::Acquire)
+    }
+
+    /// Times this replica left and rejoined the group (a lost task, a stuck rebalance).
+    pub fn rejoins(&self) -> u64 {
+        self.rejoins.load(Ordering::Acquire)
     }
 }
 
@@ -134,6 +140,20 @@ impl ConsumerContext for RebalanceListener {
     }
 }
 
+/// What the upkeep between records asks for.
+enum Upkeep {
+    Continue,
+    Shutdown,
+    Rejoin,
+}
+
+/// Why the consume loop ended.
+enum End {
+    Shutdown,
+    /// Leave the group and join again with a new member id.
+    Rejoin,
+}
+
 /// What became of one unit of work.
 enum Outcome {
     Done,
@@ -161,10 +181,13 @@ pub struct StreamsRuntime {
     /// back restores only what changed meanwhile.
     warm: HashMap<i32, Arc<TaskDb>>,
     standby: Standby,
-    /// Partitions whose task was fenced, paused until the group reassigns them.
-    fenced: BTreeSet<i32>,
     membership: BaseConsumer,
     last_publish: Option<Instant>,
+    /// Since when this replica has waited for an assignment: set when it subscribes or
+    /// partitions are revoked, cleared when an assignment (even an empty one) arrives.
+    awaiting_assignment: Option<Instant>,
+    /// Since when some partition has had no live owner in the replica table.
+    unowned_since: Option<Instant>,
 }
 
 impl StreamsRuntime {
@@ -247,9 +270,10 @@ impl StreamsRuntime {
             tasks: BTreeMap::new(),
             warm: HashMap::new(),
             standby,
-            fenced: BTreeSet::new(),
             membership,
             last_publish: None,
+            awaiting_assignment: None,
+            unowned_since: None,
         })
     }
 
@@ -289,41 +313,78 @@ impl StreamsRuntime {
                 "max.poll.interval.ms",
                 self.settings.max_poll_interval_ms.to_string(),
             );
-        let consumer: StreamConsumer<RebalanceListener> = config
-            .create_with_context(RebalanceListener {
-                events: self.events.clone(),
-            })
-            .map_err(|e| StreamsError::kafka("create consumer", e))?;
-        consumer
-            .subscribe(&[&self.source])
-            .map_err(|e| StreamsError::kafka("subscribe", e))?;
         tracing::info!(topology = %self.shape.name, source = %self.source, group = %self.settings.app_id, "stream task runtime started");
-
-        let result = self.consume(&consumer, &shutdown).await;
+        let result = loop {
+            let consumer: StreamConsumer<RebalanceListener> = config
+                .create_with_context(RebalanceListener {
+                    events: self.events.clone(),
+                })
+                .map_err(|e| StreamsError::kafka("create consumer", e))?;
+            consumer
+                .subscribe(&[&self.source])
+                .map_err(|e| StreamsError::kafka("subscribe", e))?;
+            self.awaiting_assignment = Some(Instant::now());
+            let ended = self.consume(&consumer, &shutdown).await;
+            // Leave the group now rather than after the session timeout, so partitions
+            // move to the other replicas at once.
+            consumer.unsubscribe();
+            self.park_all_tasks();
+            match ended {
+                Ok(End::Rejoin) => {
+                    self.status.rejoins.fetch_add(1, Ordering::AcqRel);
+                    continue;
+                }
+                Ok(End::Shutdown) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
         self.status.ready.store(false, Ordering::Release);
-        // Leave the group now rather than after the session timeout, so partitions move
-        // to the other replicas at once, and take this replica out of the table.
-        consumer.unsubscribe();
-        self.tasks.clear();
+        // Take this replica out of the table.
         self.publish_leaving().await;
         self.env.shared.flush(Duration::from_secs(10))?;
         tracing::info!("stream task runtime stopped");
         result
     }
 
+    /// Stops every active task, keeping its database warm.
+    fn park_all_tasks(&mut self) {
+        for (p, task) in std::mem::take(&mut self.tasks) {
+            self.registry.remove(p);
+            self.warm.insert(p, task.db);
+        }
+    }
+
     async fn consume(
         &mut self,
         consumer: &StreamConsumer<RebalanceListener>,
         shutdown: &CancellationToken,
-    ) -> Result<(), crate::Error> {
+    ) -> Result<End, crate::Error> {
         let mut backoff = Duration::from_millis(100);
         loop {
-            self.handle_rebalance(consumer, shutdown).await?;
-            if !self.upkeep(consumer, shutdown).await? {
-                return Ok(());
+            self.handle_rebalance(shutdown).await?;
+            if let Some(since) = self.awaiting_assignment
+                && since.elapsed() > self.rejoin_after()
+            {
+                // A rebalance that never completes (a coordinator that lost track of a
+                // dead member, say) leaves this replica idle for good; a new member id
+                // starts a fresh rebalance.
+                crate::metrics::KafkaError {
+                    op: "stuck rebalance",
+                }
+                .emit();
+                tracing::warn!(
+                    waited_s = since.elapsed().as_secs(),
+                    "the group's rebalance has not completed; rejoining with a new member id"
+                );
+                return Ok(End::Rejoin);
+            }
+            match self.upkeep(consumer, shutdown).await? {
+                Upkeep::Continue => {}
+                Upkeep::Shutdown => return Ok(End::Shutdown),
+                Upkeep::Rejoin => return Ok(End::Rejoin),
             }
             let message = tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
+                _ = shutdown.cancelled() => return Ok(End::Shutdown),
                 m = consumer.recv() => m,
                 _ = tokio::time::sleep(IDLE_TICK) => continue,
             };
@@ -345,11 +406,8 @@ impl StreamsRuntime {
                 }
             };
             backoff = Duration::from_millis(100);
-            self.handle_rebalance(consumer, shutdown).await?;
+            self.handle_rebalance(shutdown).await?;
             let p = record.partition;
-            if self.fenced.contains(&p) {
-                continue; // fetched before the pause; the partition's new owner has it
-            }
             if !self.tasks.contains_key(&p) {
                 // Assigned in the same poll that returned the record.
                 self.open_task(p, shutdown).await?;
@@ -359,8 +417,8 @@ impl StreamsRuntime {
                 .await?
             {
                 Outcome::Done => {}
-                Outcome::Lost => continue,
-                Outcome::Interrupted => return Ok(()),
+                Outcome::Lost => return Ok(End::Rejoin),
+                Outcome::Interrupted => return Ok(End::Shutdown),
             }
             if self.settings.guarantee == ProcessingGuarantee::AtLeastOnce {
                 commit(consumer, &record);
@@ -395,11 +453,7 @@ impl StreamsRuntime {
             if self.settings.guarantee == ProcessingGuarantee::AtLeastOnce
                 && !still_assigned(consumer, &self.source, p)
             {
-                self.lose_task(
-                    consumer,
-                    p,
-                    "the partition is no longer in this replica's assignment",
-                );
+                self.lose_task(p, "the partition is no longer in this replica's assignment");
                 return Ok(Outcome::Lost);
             }
             let Some(task) = self.tasks.get_mut(&p) else {
@@ -408,7 +462,7 @@ impl StreamsRuntime {
             match task.execute(&self.env, work, consumer).await {
                 Ok(()) => return Ok(Outcome::Done),
                 Err(crate::Error::Streams(StreamsError::Fenced { reason, .. })) => {
-                    self.lose_task(consumer, p, &reason);
+                    self.lose_task(p, &reason);
                     return Ok(Outcome::Lost);
                 }
                 Err(e) if e.kind() == ErrorKind::External => {
@@ -428,9 +482,11 @@ impl StreamsRuntime {
         }
     }
 
-    /// A task was fenced or lost its partition: stop it, and pause the partition until the
-    /// group gives it to us again.
-    fn lose_task(&mut self, consumer: &StreamConsumer<RebalanceListener>, p: i32, reason: &str) {
+    /// A task was fenced or lost its partition. As Kafka Streams does on a migrated task,
+    /// the replica then rejoins the group (the caller returns [`End::Rejoin`]): every task
+    /// is closed, and whatever the group assigns next starts from committed offsets with
+    /// a new fence.
+    fn lose_task(&mut self, p: i32, reason: &str) {
         crate::metrics::TaskFenced {}.emit();
         tracing::warn!(
             partition = p,
@@ -441,12 +497,18 @@ impl StreamsRuntime {
             self.registry.remove(p);
             self.warm.insert(p, task.db);
         }
-        self.fenced.insert(p);
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(&self.source, p);
-        if let Err(e) = consumer.pause(&tpl) {
-            tracing::warn!(partition = p, error = %e, "pause failed");
-        }
+        self.status
+            .assigned
+            .lock()
+            .expect("status lock")
+            .retain(|x| *x != p);
+    }
+
+    /// How long a rebalance may take before this replica rejoins: several session
+    /// timeouts, so a healthy group (which settles within one) is never disturbed.
+    fn rejoin_after(&self) -> Duration {
+        Duration::from_millis(u64::from(self.settings.session_timeout_ms) * 4)
+            .max(Duration::from_secs(30))
     }
 
     /// Wall-clock punctuations, the replica table, standbys. `Ok(false)`: shutdown.
@@ -454,7 +516,7 @@ impl StreamsRuntime {
         &mut self,
         consumer: &StreamConsumer<RebalanceListener>,
         shutdown: &CancellationToken,
-    ) -> Result<bool, crate::Error> {
+    ) -> Result<Upkeep, crate::Error> {
         let partitions: Vec<i32> = self.tasks.keys().copied().collect();
         for p in partitions {
             let due = self
@@ -468,8 +530,8 @@ impl StreamsRuntime {
                     .await?
                 {
                     Outcome::Done => {}
-                    Outcome::Lost => break,
-                    Outcome::Interrupted => return Ok(false),
+                    Outcome::Lost => return Ok(Upkeep::Rejoin),
+                    Outcome::Interrupted => return Ok(Upkeep::Shutdown),
                 }
             }
         }
@@ -480,17 +542,80 @@ impl StreamsRuntime {
         if heartbeat_due {
             self.publish().await;
             self.report_standby_lag();
+            if self.check_group() {
+                return Ok(Upkeep::Rejoin);
+            }
         }
         self.keep_standbys()?;
-        Ok(true)
+        Ok(Upkeep::Continue)
+    }
+
+    /// What the replica table says about the group. A task another replica has opened
+    /// since (its fence marker is later) is stopped here, without waiting for the group
+    /// to revoke it. Partitions that no live replica holds for several session timeouts
+    /// mean a rebalance that will not complete (seen with Tansu 0.6.0): the replica with
+    /// the lowest id then rejoins, which starts a new one. `true`: rejoin.
+    fn check_group(&mut self) -> bool {
+        let me = self.env.replica_id.clone();
+        tracing::debug!(
+            table = ?self
+                .metadata
+                .replicas()
+                .iter()
+                .map(|r| (r.replica_id.clone(), r.active.iter().map(|c| (c.partition, c.fence_offset)).collect::<Vec<_>>()))
+                .collect::<Vec<_>>(),
+            awaiting_assignment = ?self.awaiting_assignment.map(|t| t.elapsed().as_secs()),
+            "replica table"
+        );
+        let taken: Vec<i32> = self
+            .tasks
+            .values()
+            .filter(|t| {
+                self.metadata.owner(t.partition).is_some_and(|o| {
+                    o.replica_id != me
+                        && o.active
+                            .iter()
+                            .any(|c| c.partition == t.partition && c.fence_offset > t.fence_offset)
+                })
+            })
+            .map(|t| t.partition)
+            .collect();
+        if let Some(p) = taken.first() {
+            self.lose_task(*p, "another replica opened the task after this one");
+            return true;
+        }
+        let unowned: Vec<i32> = (0..self.metadata.partitions())
+            .filter(|p| self.metadata.owner(*p).is_none())
+            .collect();
+        if unowned.is_empty() {
+            self.unowned_since = None;
+            return false;
+        }
+        let since = *self.unowned_since.get_or_insert_with(Instant::now);
+        let lowest = self
+            .metadata
+            .replicas()
+            .into_iter()
+            .map(|r| r.replica_id)
+            .min();
+        if since.elapsed() > self.rejoin_after() && lowest.as_deref() == Some(me.as_str()) {
+            crate::metrics::KafkaError {
+                op: "stuck rebalance",
+            }
+            .emit();
+            tracing::warn!(
+                ?unowned,
+                waited_s = since.elapsed().as_secs(),
+                "partitions have had no owner for too long; rejoining the group to start a new rebalance"
+            );
+            self.unowned_since = None;
+            return true;
+        }
+        false
     }
 
     /// Acts on rebalance callbacks: parks revoked tasks, fences and restores assigned ones.
-    async fn handle_rebalance(
-        &mut self,
-        consumer: &StreamConsumer<RebalanceListener>,
-        shutdown: &CancellationToken,
-    ) -> Result<(), crate::Error> {
+    async fn handle_rebalance(&mut self, shutdown: &CancellationToken) -> Result<(), crate::Error> {
         let events: Vec<RebalanceEvent> =
             std::mem::take(&mut *self.events.lock().expect("events lock"));
         if events.is_empty() {
@@ -500,8 +625,8 @@ impl StreamsRuntime {
         for event in events {
             match event {
                 RebalanceEvent::Revoke(partitions) => {
+                    self.awaiting_assignment.get_or_insert_with(Instant::now);
                     for p in partitions {
-                        self.fenced.remove(&p);
                         self.registry.remove(p);
                         if let Some(task) = self.tasks.remove(&p) {
                             self.warm.insert(p, task.db);
@@ -509,19 +634,11 @@ impl StreamsRuntime {
                     }
                 }
                 RebalanceEvent::Assign(partitions) => {
-                    let mut resumed = TopicPartitionList::new();
+                    self.awaiting_assignment = None;
                     for p in partitions {
-                        if self.fenced.remove(&p) {
-                            resumed.add_partition(&self.source, p);
-                        }
                         if !self.tasks.contains_key(&p) {
                             self.open_task(p, shutdown).await?;
                         }
-                    }
-                    if resumed.count() > 0
-                        && let Err(e) = consumer.resume(&resumed)
-                    {
-                        tracing::warn!(error = %e, "resume failed");
                     }
                 }
             }

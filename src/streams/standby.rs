@@ -64,8 +64,13 @@ impl Standby {
                 ChangelogApplier::resume(&db, store, start)?,
             );
         }
+        let tpl = Self::partition_list(partition, &appliers)?;
         self.tasks.insert(partition, StandbyTask { db, appliers });
-        self.reassign()
+        // Incremental: replacing the whole assignment while librdkafka is still stopping
+        // the previous one's partitions trips an assertion in librdkafka 2.12.
+        self.consumer
+            .incremental_assign(&tpl)
+            .map_err(|e| StreamsError::kafka("assign standby partition", e))
     }
 
     /// Stops the standby of `partition` and hands its database back, flushed.
@@ -76,21 +81,24 @@ impl Standby {
         for applier in task.appliers.values_mut() {
             applier.flush(&task.db)?;
         }
-        self.reassign()?;
+        let tpl = Self::partition_list(partition, &task.appliers)?;
+        self.consumer
+            .incremental_unassign(&tpl)
+            .map_err(|e| StreamsError::kafka("unassign standby partition", e))?;
         Ok(Some(task.db))
     }
 
-    fn reassign(&self) -> Result<(), StreamsError> {
+    /// The changelog partitions of one standby, at the offsets its appliers continue from.
+    fn partition_list(
+        partition: i32,
+        appliers: &BTreeMap<String, ChangelogApplier>,
+    ) -> Result<TopicPartitionList, StreamsError> {
         let mut tpl = TopicPartitionList::new();
-        for (partition, task) in &self.tasks {
-            for (topic, applier) in &task.appliers {
-                tpl.add_partition_offset(topic, *partition, Offset::Offset(applier.next_offset()))
-                    .map_err(|e| StreamsError::kafka("standby assignment", e))?;
-            }
+        for (topic, applier) in appliers {
+            tpl.add_partition_offset(topic, partition, Offset::Offset(applier.next_offset()))
+                .map_err(|e| StreamsError::kafka("standby assignment", e))?;
         }
-        self.consumer
-            .assign(&tpl)
-            .map_err(|e| StreamsError::kafka("assign standby consumer", e))
+        Ok(tpl)
     }
 
     /// Applies what has arrived on the standby changelogs, without waiting.

@@ -18,6 +18,17 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
+/// A temporary directory for one test's services and files. With
+/// `KEEP_TEST_DIRS=1` it is kept (and named on stderr) for a post-mortem.
+pub fn test_dir() -> Result<tempfile::TempDir> {
+    let mut dir = tempfile::tempdir()?;
+    if std::env::var_os("KEEP_TEST_DIRS").is_some() {
+        dir.disable_cleanup(true);
+        eprintln!("keeping test directory {}", dir.path().display());
+    }
+    Ok(dir)
+}
+
 /// A free TCP port on 127.0.0.1 (bound, then released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -70,7 +81,10 @@ impl Credstream {
             .with_context(|| format!("opening {}", log.display()))?;
         let child = Command::new(env!("CARGO_BIN_EXE_credstream"))
             .args(args)
-            .env("CREDSTREAM_LOG", "info,librdkafka=warn")
+            .env(
+                "CREDSTREAM_LOG",
+                std::env::var("TEST_REPLICA_LOG").unwrap_or_else(|_| "info,librdkafka=warn".into()),
+            )
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::from(out.try_clone()?))
             .stderr(Stdio::from(out))
