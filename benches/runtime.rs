@@ -158,7 +158,7 @@ async fn takeover_benchmark(runs: usize, kill: Victim) -> Result<(f64, f64)> {
     let dir = tempfile::tempdir()?;
     let root = dir.path();
     let tansu = support::tansu::Tansu::start()?;
-    let (_registry, registry_url) = support::start_registry(root).await?;
+    let (_registry, registry_url) = support::start_registry(root, &tansu.bootstrap()).await?;
     std::fs::create_dir_all(root.join("landing"))?;
     let config = root.join("credstream.toml");
     std::fs::write(

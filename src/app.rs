@@ -97,7 +97,15 @@ pub async fn start(config: &Config, roles: &[Role]) -> Result<RunningApp, crate:
     let shutdown = CancellationToken::new();
     let mut tasks: JoinSet<Result<(), crate::Error>> = JoinSet::new();
 
+    let client = kafka_client_config(config);
     let registry_url = if config.registry.embedded {
+        let journal = crate::schema::journal::Journal::open(
+            &client,
+            &config.registry.topic,
+            config.kafka.create_topics,
+            config.kafka.replication_factor,
+        )
+        .await?;
         let listener = tokio::net::TcpListener::bind(config.registry.listen)
             .await
             .map_err(io("binding the embedded schema registry"))?;
@@ -108,9 +116,11 @@ pub async fn start(config: &Config, roles: &[Role]) -> Result<RunningApp, crate:
         tracing::info!(%url, "embedded schema registry listening");
         let token = shutdown.clone();
         tasks.spawn(async move {
-            crate::schema::server::serve(listener, Arc::new(SchemaStore::default()), async move {
-                token.cancelled().await
-            })
+            crate::schema::server::serve(
+                listener,
+                Arc::new(SchemaStore::new(journal)),
+                async move { token.cancelled().await },
+            )
             .await
             .map_err(io("serving the schema registry"))
         });
@@ -119,7 +129,6 @@ pub async fn start(config: &Config, roles: &[Role]) -> Result<RunningApp, crate:
         config.registry_url()
     };
 
-    let client = kafka_client_config(config);
     let catalog = match &config.topology.dir {
         Some(dir) => Catalog::load_dir(dir)?,
         None => Catalog::builtin()?,
@@ -131,7 +140,9 @@ pub async fn start(config: &Config, roles: &[Role]) -> Result<RunningApp, crate:
     let raw: Arc<dyn RawStore> = match config.raw_store.kind {
         RawStoreKind::Fs => Arc::new(FsRawStore::new(&config.raw_store.path)),
     };
-    let registry = Arc::new(Registry::new(&registry_url));
+    let mut settings = config.registry_client()?;
+    settings.url = registry_url.clone();
+    let registry = Arc::new(Registry::connect(&settings)?);
     let credit = CreditTopology::register(
         &config.kafka,
         registry.clone(),

@@ -78,10 +78,23 @@ pub enum Command {
         action: TopologyAction,
     },
     /// Serve the schema registry (Confluent REST API) on its own.
+    ///
+    /// Its state lives in a compacted topic (`_schemas` by default), so several registry
+    /// processes on one cluster agree and a restart loses nothing.
     Registry {
         /// Listen address.
         #[arg(long, default_value = "127.0.0.1:8081")]
         listen: SocketAddr,
+        /// Kafka bootstrap servers holding the registry's topic.
+        #[arg(long, env = "CREDSTREAM_REGISTRY_BROKERS")]
+        brokers: String,
+        /// The topic the registry keeps its state in.
+        #[arg(long, default_value = "_schemas")]
+        topic: String,
+        /// A librdkafka client property for the registry's producer and reader, as
+        /// KEY=VALUE (repeatable), e.g. `security.protocol=SSL`.
+        #[arg(long = "kafka-property", value_name = "KEY=VALUE", value_parser = parse_property)]
+        kafka_properties: Vec<(String, String)>,
     },
 }
 
@@ -107,4 +120,14 @@ impl Command {
             role.to_vec()
         }
     }
+}
+
+fn parse_property(text: &str) -> Result<(String, String), String> {
+    let (k, v) = text
+        .split_once('=')
+        .ok_or_else(|| format!("expected KEY=VALUE, got {text:?}"))?;
+    if k.trim().is_empty() {
+        return Err(format!("empty property name in {text:?}"));
+    }
+    Ok((k.trim().to_string(), v.to_string()))
 }

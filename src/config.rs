@@ -149,6 +149,71 @@ pub struct RegistryConfig {
     pub embedded: bool,
     /// Address of the embedded registry.
     pub listen: SocketAddr,
+    /// The compacted topic the embedded registry keeps its state in.
+    pub topic: String,
+    /// Basic authentication: the user (API key)...
+    pub username: Option<String>,
+    /// ...and its password (API secret), given directly (best from the environment,
+    /// `CREDSTREAM_REGISTRY__PASSWORD`) or read from a file.
+    pub password: Option<Secret>,
+    pub password_file: Option<PathBuf>,
+    /// Bearer-token authentication, instead of basic.
+    pub bearer_token: Option<Secret>,
+    pub bearer_token_file: Option<PathBuf>,
+    /// PEM file of CA certificates to trust for an `https` registry, in addition to the
+    /// system's.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// A secret setting: printed and serialised as `***`, never in clear.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+    /// The value, for the one place that hands it to a client.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
+/// Reads a secret from `file`, or takes `value`; trailing newlines are dropped.
+fn secret(
+    key: &str,
+    value: &Option<Secret>,
+    file: &Option<PathBuf>,
+) -> Result<Option<Secret>, ConfigError> {
+    match (value, file) {
+        (Some(_), Some(_)) => Err(ConfigError::Invalid(format!(
+            "registry.{key} and registry.{key}_file are both set; use one"
+        ))),
+        (Some(v), None) => Ok(Some(v.clone())),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            Ok(Some(Secret(
+                text.trim_end_matches(['\r', '\n']).to_string(),
+            )))
+        }
+        (None, None) => Ok(None),
+    }
 }
 
 impl Default for RegistryConfig {
@@ -157,6 +222,13 @@ impl Default for RegistryConfig {
             url: "http://127.0.0.1:8081".into(),
             embedded: false,
             listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            topic: "_schemas".into(),
+            username: None,
+            password: None,
+            password_file: None,
+            bearer_token: None,
+            bearer_token_file: None,
+            ca_file: None,
         }
     }
 }
@@ -301,6 +373,45 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// How to reach the registry: URL, authentication (secrets read from their files)
+    /// and extra CA certificates.
+    pub fn registry_client(&self) -> Result<crate::schema::RegistrySettings, ConfigError> {
+        use crate::schema::RegistryAuth;
+        let r = &self.registry;
+        let password = secret("password", &r.password, &r.password_file)?;
+        let token = secret("bearer_token", &r.bearer_token, &r.bearer_token_file)?;
+        let auth = match (&r.username, password, token) {
+            (Some(_), _, Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "registry.username and registry.bearer_token are both set; use one".into(),
+                ));
+            }
+            (None, Some(_), _) => {
+                return Err(ConfigError::Invalid(
+                    "registry.password is set without registry.username".into(),
+                ));
+            }
+            (Some(user), password, None) => RegistryAuth::Basic {
+                username: user.clone(),
+                password,
+            },
+            (None, None, Some(token)) => RegistryAuth::Bearer(token),
+            (None, None, None) => RegistryAuth::None,
+        };
+        let ca_pem = match &r.ca_file {
+            Some(path) => Some(std::fs::read(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?),
+            None => None,
+        };
+        Ok(crate::schema::RegistrySettings {
+            url: self.registry_url(),
+            auth,
+            ca_pem,
+        })
     }
 
     /// The registry URL to use: the embedded one's address when embedded.

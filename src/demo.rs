@@ -93,6 +93,9 @@ pub async fn run(
                 crate::streams::StreamsError::kafka(format!("create {}", topic.name), e)
             })?;
     }
+    cluster
+        .create_topic(&config.registry.topic, 1, 1)
+        .map_err(|e| crate::streams::StreamsError::kafka("create the registry topic", e))?;
     println!("credstream demo in {}", dir.display());
     println!("  Kafka (mock cluster): {}", config.kafka.bootstrap_servers);
 

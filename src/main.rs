@@ -103,14 +103,29 @@ async fn run(command: Command) -> Result<(), Error> {
             );
             Ok(())
         }
-        Command::Registry { listen } => {
+        Command::Registry {
+            listen,
+            brokers,
+            topic,
+            kafka_properties,
+        } => {
+            let mut client = rdkafka::ClientConfig::new();
+            client.set("bootstrap.servers", &brokers);
+            for (k, v) in &kafka_properties {
+                client.set(k, v);
+            }
+            let journal =
+                credstream::schema::journal::Journal::open(&client, &topic, true, 1).await?;
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .map_err(|e| Error::io(format!("binding {listen}"), e))?;
-            tracing::info!(url = %format!("http://{listen}"), "schema registry listening");
-            credstream::schema::server::serve(listener, Default::default(), async move {
-                stop.cancelled().await
-            })
+            tracing::info!(url = %format!("http://{listen}"), %topic, "schema registry listening");
+            let store = std::sync::Arc::new(credstream::schema::server::SchemaStore::new(journal));
+            credstream::schema::server::serve(
+                listener,
+                store,
+                async move { stop.cancelled().await },
+            )
             .await
             .map_err(|e| Error::io("serving the schema registry", e))
         }

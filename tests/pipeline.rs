@@ -18,7 +18,7 @@ use credstream::samples::account_master_csv;
 struct Scenario {
     dir: tempfile::TempDir,
     tansu: support::tansu::Tansu,
-    _registry: Credstream,
+    registry: Option<Credstream>,
     registry_url: String,
     config: PathBuf,
     query: String,
@@ -32,7 +32,8 @@ impl Scenario {
     async fn new() -> Result<Scenario> {
         let dir = support::test_dir()?;
         let tansu = support::tansu::Tansu::start()?;
-        let (registry, registry_url) = support::start_registry(dir.path()).await?;
+        let (registry, registry_url) =
+            support::start_registry(dir.path(), &tansu.bootstrap()).await?;
         let prefix = unique("t") + ".";
         let app_id = unique("app-");
         let port = free_port();
@@ -82,7 +83,7 @@ listen = "127.0.0.1:{port}"
         Ok(Scenario {
             dir,
             tansu,
-            _registry: registry,
+            registry: Some(registry),
             registry_url,
             config,
             query: format!("http://127.0.0.1:{port}"),
@@ -99,12 +100,24 @@ listen = "127.0.0.1:{port}"
 
     /// Starts `credstream run` and waits until it is ready.
     async fn start(&mut self) -> Result<()> {
+        self.spawn()?;
+        self.wait_ready(Duration::from_secs(90)).await
+    }
+
+    /// Starts `credstream run` without waiting for it.
+    fn spawn(&mut self) -> Result<()> {
         self.runs += 1;
         let log = self.root().join(format!("run-{}.log", self.runs));
         let config = self.config.display().to_string();
-        let mut process = Credstream::spawn(&["run", "--config", &config], &log)?;
+        self.pipeline = Some(Credstream::spawn(&["run", "--config", &config], &log)?);
+        Ok(())
+    }
+
+    /// Waits until the running pipeline is ready.
+    async fn wait_ready(&mut self, within: Duration) -> Result<()> {
+        let mut process = self.pipeline.take().context("no pipeline is running")?;
         let ready = format!("{}/readyz", self.query);
-        let result = wait_for(Duration::from_secs(90), "credstream to be ready", || {
+        let result = wait_for(within, "credstream to be ready", || {
             let url = ready.clone();
             async move { get_json(&url).await.filter(|(s, _)| *s == 200) }
         })
@@ -121,6 +134,21 @@ listen = "127.0.0.1:{port}"
         if let Some(mut p) = self.pipeline.take() {
             p.kill9();
         }
+    }
+
+    /// Restarts the registry where the pipeline expects it; it reads its state back from
+    /// `_schemas`.
+    async fn restart_registry(&mut self) -> Result<()> {
+        let port: u16 = self
+            .registry_url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .context("registry port")?;
+        let (registry, _) =
+            support::start_registry_at(self.dir.path(), &self.tansu.bootstrap(), port).await?;
+        self.registry = Some(registry);
+        Ok(())
     }
 
     /// Drops a file into the landing area the way an uploader does: write, then rename.
@@ -168,6 +196,14 @@ listen = "127.0.0.1:{port}"
             .into_iter()
             .map(|f| (f["file_path"].as_str().unwrap().to_string(), f))
             .collect())
+    }
+
+    /// The pipeline's `/metrics` text.
+    async fn metrics(&self) -> Result<String> {
+        Ok(reqwest::get(format!("{}/metrics", self.query))
+            .await?
+            .text()
+            .await?)
     }
 
     fn topic(&self, name: &str) -> String {
@@ -343,10 +379,7 @@ async fn clean_duplicate_and_drifted_files_land_where_they_belong() -> Result<()
     ensure!(status == 404);
 
     // The metrics count what happened.
-    let metrics = reqwest::get(format!("{}/metrics", s.query))
-        .await?
-        .text()
-        .await?;
+    let metrics = s.metrics().await?;
     for line in [
         "credstream_files_duplicate_total{client=\"acme-bank\"} 1",
         "credstream_records_out_total{client=\"acme-bank\",category=\"card.accounts\"} 300",
@@ -366,6 +399,70 @@ async fn clean_duplicate_and_drifted_files_land_where_they_belong() -> Result<()
         &ledger.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>(),
     )
     .await?;
+
+    // Confluent's Python client, which nobody here wrote, works against the registry and
+    // decodes every topic the pipeline writes.
+    let topics = [
+        "file-arrivals",
+        "card.accounts",
+        "quarantine",
+        "file-ledger",
+    ];
+    let names: Vec<String> = topics.iter().map(|t| s.topic(t)).collect();
+    let py = support::python_clients(&s.registry_url, &s.tansu.bootstrap(), &names)?;
+    let r = &py["registry"];
+    ensure!(
+        r["id_v1"] == r["id_v1_again"],
+        "re-registering changed the id: {r}"
+    );
+    ensure!(r["id_v2"] != r["id_v1"], "{r}");
+    ensure!(
+        r["compatible_v2"] == true && r["compatible_bad"] == false,
+        "{r}"
+    );
+    ensure!(
+        r["latest_version"] == 2 && r["latest_id"] == r["id_v2"],
+        "{r}"
+    );
+    ensure!(
+        r["lookup_v1_version"] == 1 && r["lookup_v1_id"] == r["id_v1"],
+        "{r}"
+    );
+    ensure!(r["versions"] == serde_json::json!([1, 2]), "{r}");
+    ensure!(
+        r["register_bad"] == serde_json::json!({"http_status": 409, "error_code": 409}),
+        "{r}"
+    );
+    ensure!(
+        r["set_level"]["compatibility"] == "NONE" && r["get_level"] == "NONE",
+        "{r}"
+    );
+    ensure!(r["compatible_bad_under_none"] == true, "{r}");
+    ensure!(
+        r["global_level"] == "BACKWARD" && r["by_id_name"] == "Probe",
+        "{r}"
+    );
+    ensure!(r["deleted_soft"] == serde_json::json!([1, 2]), "{r}");
+    ensure!(r["deleted_permanent"] == serde_json::json!([1, 2]), "{r}");
+    ensure!(r["subject_listed_after_delete"] == false, "{r}");
+    let expected = [
+        ("file-arrivals", 3),
+        ("card.accounts", CLEAN_ROWS),
+        ("quarantine", 1),
+        ("file-ledger", 3),
+    ];
+    for ((topic, n), name) in expected.iter().zip(&names) {
+        let t = &py["topics"][name];
+        ensure!(
+            t["complete"] == true && t["records"] == *n && t["decoded"] == *n,
+            "{topic}: the Python client decoded {t}"
+        );
+    }
+    ensure!(
+        py["topics"][&names[1]]["samples"][0]["ReferenceNumber"].is_string(),
+        "{}",
+        py["topics"][&names[1]]
+    );
     Ok(())
 }
 
@@ -385,10 +482,7 @@ async fn sigkill_between_files_restores_state_from_the_changelog() -> Result<()>
     s.start().await?;
     let restored = s.wait_files(1).await?;
     ensure!(restored["acme-bank/accounts_2026-10.csv"]["status"] == "PROCESSED");
-    let metrics = reqwest::get(format!("{}/metrics", s.query))
-        .await?
-        .text()
-        .await?;
+    let metrics = s.metrics().await?;
     ensure!(
         metrics
             .lines()
@@ -408,5 +502,96 @@ async fn sigkill_between_files_restores_state_from_the_changelog() -> Result<()>
     assert_ledger(&files, &clean, &drifted)?;
     assert_output_is(&s, &clean, &sha256(&clean)).await?;
     assert_quarantine_holds_drift(&s, DRIFT_ROWS as i64).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_outage_delays_processing_and_quarantines_nothing() -> Result<()> {
+    let mut s = Scenario::new().await?;
+    let (clean, drifted) = samples();
+    let later = account_master_csv(CLEAN_ROWS, 13, "2026-11-30", &[]);
+    s.start().await?;
+    s.drop_file("acme-bank/accounts_2026-10.csv", &clean)?;
+    s.wait_files(1).await?;
+
+    // The registry goes away; the pipeline restarts meanwhile (so it needs the registry to
+    // start), and files keep arriving.
+    if let Some(mut r) = s.registry.take() {
+        r.kill9();
+    }
+    s.kill9();
+    s.spawn()?;
+    s.drop_file("acme-bank/accounts_2026-11.csv", &later)?;
+    s.drop_file("acme-bank/accounts_drifted_2026-11.csv", &drifted)?;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let (status, body) = get_json(&format!("{}/v1/files", s.query))
+        .await
+        .unwrap_or((0, Json::Null));
+    ensure!(
+        status != 200 || body["files"].as_array().is_none_or(|f| f.len() <= 1),
+        "files were processed without a registry: {body}"
+    );
+
+    s.restart_registry().await?;
+    s.wait_ready(Duration::from_secs(120)).await?;
+    let files = s.wait_files(3).await?;
+    let next = &files["acme-bank/accounts_2026-11.csv"];
+    ensure!(
+        next["status"] == "PROCESSED"
+            && next["records_out"] == 300
+            && next["records_quarantined"] == 0,
+        "{next}"
+    );
+    // The only quarantine record is the drifted file's: the outage itself held nothing.
+    assert_quarantine_holds_drift(&s, DRIFT_ROWS as i64).await?;
+    let outputs = read_topic(&s.tansu.bootstrap(), &s.topic("card.accounts"))?;
+    ensure!(outputs.len() == 2 * CLEAN_ROWS, "{} outputs", outputs.len());
+    // The restarted registry read its state back: records from before and after the outage
+    // carry the same schema id, and decode.
+    let ids: HashSet<[u8; 4]> = outputs
+        .iter()
+        .filter_map(|(_, v)| v.as_ref().map(|v| [v[1], v[2], v[3], v[4]]))
+        .collect();
+    ensure!(ids.len() == 1, "output schema ids: {ids:?}");
+    decode_all(
+        &s.registry_url,
+        &outputs.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>(),
+    )
+    .await?;
+    let metrics = s.metrics().await?;
+    ensure!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("credstream_registry_errors_total")),
+        "the outage was not counted:\n{metrics}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incompatible_contract_change_refuses_to_start() -> Result<()> {
+    let mut s = Scenario::new().await?;
+    // The subject already holds a schema the contract in avro/ cannot read (its required
+    // fields have no defaults there), under the default level, BACKWARD.
+    let subject = format!("{}-value", s.topic("card.accounts"));
+    let older = serde_json::json!({
+        "schema": r#"{"type":"record","name":"AccountMaster","namespace":"credstream.card","fields":[{"name":"legacy","type":"string"}]}"#
+    });
+    let r = reqwest::Client::new()
+        .post(format!("{}/subjects/{subject}/versions", s.registry_url))
+        .header("content-type", "application/vnd.schemaregistry.v1+json")
+        .body(older.to_string())
+        .send()
+        .await?;
+    ensure!(r.status() == 200, "{:?}", r.text().await);
+    s.spawn()?;
+    let mut process = s.pipeline.take().context("spawned")?;
+    let code = process.exit_code(Duration::from_secs(60)).await?;
+    let log = process.log_tail();
+    ensure!(code == Some(2), "exit code {code:?}; log:\n{log}");
+    ensure!(
+        log.contains(&subject) && log.contains("incompatible"),
+        "the refusal does not name the subject and the reason:\n{log}"
+    );
     Ok(())
 }

@@ -106,7 +106,7 @@ impl Deployment {
         let dir = support::test_dir()?;
         let root = dir.path().to_path_buf();
         let tansu = support::tansu::Tansu::start()?;
-        let (registry, registry_url) = support::start_registry(&root).await?;
+        let (registry, registry_url) = support::start_registry(&root, &tansu.bootstrap()).await?;
         let prefix = unique("r") + ".";
         let app = unique("replicas-");
         std::fs::create_dir_all(root.join("landing"))?;

@@ -11,11 +11,14 @@
 
 mod client;
 mod codec;
+pub mod compat;
 pub mod contracts;
+pub mod journal;
 mod row;
 pub mod server;
+pub mod state;
 
-pub use client::Registry;
+pub use client::{Registry, RegistryAuth, RegistrySettings};
 pub use codec::{Codec, WIRE_MAGIC, decode_datum, split_wire};
 pub use row::{FileProvenance, RowPlan, RowRef};
 

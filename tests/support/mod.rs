@@ -110,6 +110,23 @@ impl Credstream {
         Ok(())
     }
 
+    /// Waits up to `within` for the process to exit; its exit code.
+    pub async fn exit_code(&mut self, within: Duration) -> Result<Option<i32>> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status.code());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "credstream still runs after {within:?}; log:\n{}",
+                    self.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
@@ -124,11 +141,27 @@ impl Drop for Credstream {
 }
 
 /// `credstream registry` on a free port; returns the process and its URL once it answers.
-pub async fn start_registry(dir: &Path) -> Result<(Credstream, String)> {
-    let port = free_port();
+pub async fn start_registry(dir: &Path, brokers: &str) -> Result<(Credstream, String)> {
+    start_registry_at(dir, brokers, free_port()).await
+}
+
+/// `credstream registry` on `port` (to restart one where its clients expect it).
+pub async fn start_registry_at(
+    dir: &Path,
+    brokers: &str,
+    port: u16,
+) -> Result<(Credstream, String)> {
     let listen = format!("127.0.0.1:{port}");
     let mut process = Credstream::spawn(
-        &["registry", "--listen", &listen],
+        &[
+            "registry",
+            "--listen",
+            &listen,
+            "--brokers",
+            brokers,
+            "--kafka-property",
+            "batch.num.messages=1",
+        ],
         &dir.join("registry.log"),
     )?;
     let url = format!("http://{listen}");
@@ -249,4 +282,50 @@ pub fn field<'a>(
         }
         other => panic!("not a record: {other:?}"),
     }
+}
+
+/// The Python interpreter with confluent-kafka (`./dev test` installs it into
+/// `~/.cache/credstream/venv`; `TEST_PYTHON` points elsewhere).
+fn python() -> Result<PathBuf> {
+    let path = match std::env::var_os("TEST_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?)
+            .join(".cache/credstream/venv/bin/python"),
+    };
+    anyhow::ensure!(
+        path.exists(),
+        "{} is missing: run `./dev test`, which installs confluent-kafka into it",
+        path.display()
+    );
+    Ok(path)
+}
+
+/// Runs tests/python/confluent_clients.py (Confluent's SchemaRegistryClient and
+/// AvroDeserializer) against `registry` and the topics on `bootstrap`; returns its report.
+pub fn python_clients(
+    registry: &str,
+    bootstrap: &str,
+    topics: &[String],
+) -> Result<serde_json::Value> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/confluent_clients.py");
+    let mut command = Command::new(python()?);
+    command
+        .arg(&script)
+        .args(["--registry", registry, "--bootstrap", bootstrap]);
+    for t in topics {
+        command.args(["--topic", t]);
+    }
+    let out = command.output().context("running the Python client")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "the Python client failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "the Python client's report: {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }
