@@ -252,3 +252,60 @@ pub async fn start(config: &Config, roles: &[Role]) -> Result<RunningApp, crate:
         tasks,
     })
 }
+
+/// Asks the topology to process the file with `sha256` again from the raw store: sends a
+/// `FileArrived` record with `replay` set, and returns it once the broker has it.
+pub async fn request_replay(
+    config: &Config,
+    sha256: &str,
+) -> Result<crate::credit::FileArrived, crate::Error> {
+    let raw: Arc<dyn RawStore> = match config.raw_store.kind {
+        RawStoreKind::Fs => Arc::new(FsRawStore::new(&config.raw_store.path)),
+    };
+    let key = crate::rawstore::key_for(sha256)?;
+    let meta = raw.meta(&key).await?;
+    // Reading verifies the bytes against their digest: a replay of damaged bytes stops here.
+    let bytes = raw.get(&key).await?;
+    let registry = Registry::connect(&config.registry_client()?)?;
+    let contracts = match &config.topology.avro_dir {
+        Some(dir) => Contracts::load_dir(dir)?,
+        None => Contracts::builtin(),
+    };
+    let topic = config.kafka.topic("file-arrivals");
+    let codec = registry
+        .codec(
+            &crate::schema::value_subject(&topic),
+            contracts.get(crate::schema::contracts::FILE_ARRIVED)?,
+        )
+        .await?;
+    let arrival = crate::credit::FileArrived {
+        client_id: meta.client_id,
+        source: "replay".into(),
+        path: meta.original_path,
+        size: bytes.len() as i64,
+        mtime: meta.mtime_ms,
+        sha256: sha256.to_string(),
+        raw_key: key,
+        detected_at: chrono::Utc::now().timestamp_millis(),
+        replay: true,
+    };
+    let value = codec.to_vec(&arrival)?;
+    let producer = OutputProducer::new(&kafka_client_config(config))?;
+    let batch = crate::streams::Batch::new();
+    producer
+        .send(
+            &batch,
+            crate::streams::Outgoing {
+                topic: &topic,
+                partition: None,
+                key: arrival.client_id.as_bytes(),
+                value: Some(&value),
+                headers: None,
+            },
+        )
+        .await?;
+    batch.wait().await?;
+    producer.flush(Duration::from_secs(10))?;
+    tracing::info!(sha256, path = %arrival.path, client = %arrival.client_id, "replay requested");
+    Ok(arrival)
+}

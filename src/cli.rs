@@ -72,6 +72,21 @@ pub enum Command {
         #[arg(long)]
         no_serve: bool,
     },
+    /// Process a file again from the raw store, after its layout or schema was fixed.
+    ///
+    /// Sends a replay request for the file to the topology (a `FileArrived` record with
+    /// `replay` set). The topology processes the bytes as if they were new; its ledger
+    /// entry names the arrival it supersedes (`replay_of`). Output keys are the same as a
+    /// first processing would give (`<sha256>:<record index>`), so consumers that keep the
+    /// latest value per key end as if the file had been good the first time.
+    Replay {
+        /// The TOML configuration file of the deployment.
+        #[arg(long, short, env = "CREDSTREAM_CONFIG")]
+        config: PathBuf,
+        /// The file's SHA-256 (lower-case hex), as in `/v1/files`.
+        #[arg(long = "file", value_name = "SHA256")]
+        sha256: String,
+    },
     /// Inspect the stream topology.
     Topology {
         #[command(subcommand)]

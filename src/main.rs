@@ -83,6 +83,15 @@ async fn run(command: Command) -> Result<(), Error> {
             });
             app.wait().await
         }
+        Command::Replay { config, sha256 } => {
+            let config = Config::load(Some(&config))?;
+            let arrival = app::request_replay(&config, &sha256).await?;
+            println!(
+                "replay requested: {} ({} bytes, client {}); follow it at /v1/files/{}",
+                arrival.path, arrival.size, arrival.client_id, arrival.sha256
+            );
+            Ok(())
+        }
         Command::Demo {
             dir,
             listen,

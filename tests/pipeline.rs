@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use apache_avro::types::Value;
 use serde_json::Value as Json;
 use support::{Credstream, decode_all, field, free_port, get_json, read_topic, unique, wait_for};
@@ -196,6 +196,22 @@ listen = "127.0.0.1:{port}"
             .into_iter()
             .map(|f| (f["file_path"].as_str().unwrap().to_string(), f))
             .collect())
+    }
+
+    /// Makes the pipeline read its categories from a copy of `topologies/` in the test
+    /// directory (to change a layout mid-test); returns the copy's path.
+    fn own_topologies(&self) -> Result<PathBuf> {
+        let dir = self.root().join("topologies");
+        std::fs::create_dir_all(&dir)?;
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("topologies");
+        for entry in std::fs::read_dir(repo)? {
+            let entry = entry?;
+            std::fs::copy(entry.path(), dir.join(entry.file_name()))?;
+        }
+        let mut config = std::fs::read_to_string(&self.config)?;
+        config.push_str(&format!("\n[topology]\ndir = \"{}\"\n", dir.display()));
+        std::fs::write(&self.config, config)?;
+        Ok(dir)
     }
 
     /// The pipeline's `/metrics` text.
@@ -592,6 +608,116 @@ async fn an_incompatible_contract_change_refuses_to_start() -> Result<()> {
     ensure!(
         log.contains(&subject) && log.contains("incompatible"),
         "the refusal does not name the subject and the reason:\n{log}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_after_a_layout_fix_ends_as_if_the_file_had_been_good() -> Result<()> {
+    const ROWS: usize = 50;
+    let mut s = Scenario::new().await?;
+    let topologies = s.own_topologies()?;
+    // The bank renamed a column: the whole file is held.
+    let text = account_master_csv(ROWS, 21, "2026-10-31", &[]).replacen("CustomerId", "CustId", 1);
+    let sha = sha256(&text);
+    s.start().await?;
+    s.drop_file("acme-bank/accounts_2026-10.csv", &text)?;
+    let files = s.wait_files(1).await?;
+    let first = &files["acme-bank/accounts_2026-10.csv"];
+    ensure!(first["status"] == "QUARANTINED", "{first}");
+    ensure!(
+        first["reason"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("RENAMED_COLUMN"),
+        "{first}"
+    );
+
+    // The layout learns the new column name; the pipeline restarts with it.
+    let layout = topologies.join("card_accounts.toml");
+    let fixed = std::fs::read_to_string(&layout)?
+        .replacen(
+            "name = \"CustomerId\"\n",
+            "name = \"CustomerId\"\ncolumn = \"CustId\"\n",
+            1,
+        )
+        .replacen("layout_version = 1", "layout_version = 2", 1);
+    ensure!(
+        fixed.contains("column = \"CustId\""),
+        "the layout was not changed"
+    );
+    std::fs::write(&layout, fixed)?;
+    s.kill9();
+    s.start().await?;
+
+    // `credstream replay` takes the bytes from the raw store again.
+    let config = s.config.display().to_string();
+    let mut replay = Credstream::spawn(
+        &["replay", "--config", &config, "--file", &sha],
+        &s.root().join("replay.log"),
+    )?;
+    let code = replay.exit_code(Duration::from_secs(60)).await?;
+    ensure!(
+        code == Some(0),
+        "replay exited {code:?}:\n{}",
+        replay.log_tail()
+    );
+
+    let url = format!("{}/v1/files/{sha}", s.query);
+    let arrivals = wait_for(Duration::from_secs(60), "the replay in the ledger", || {
+        let url = url.clone();
+        async move {
+            let (status, body) = get_json(&url).await?;
+            let arrivals = body["arrivals"].as_array()?.clone();
+            (status == 200 && arrivals.len() == 2).then_some(arrivals)
+        }
+    })
+    .await?;
+    let replayed = arrivals
+        .iter()
+        .find(|a| a["replay_of"].is_string())
+        .context("no arrival names the one it replays")?;
+    ensure!(replayed["replay_of"] == first["arrival_id"], "{replayed}");
+    ensure!(
+        replayed["status"] == "PROCESSED"
+            && replayed["records_out"] == ROWS
+            && replayed["records_quarantined"] == 0
+            && replayed["layout_version"] == 2,
+        "{replayed}"
+    );
+    // The output holds every row once, under the keys a first processing would have used.
+    let outputs = read_topic(&s.tansu.bootstrap(), &s.topic("card.accounts"))?;
+    let keys: HashSet<String> = outputs
+        .iter()
+        .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
+        .collect();
+    let expected: HashSet<String> = (0..ROWS).map(|i| format!("{sha}:{i}")).collect();
+    ensure!(
+        outputs.len() == ROWS && keys == expected,
+        "output keys: {keys:?}"
+    );
+    let decoded = decode_all(
+        &s.registry_url,
+        &outputs.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>(),
+    )
+    .await?;
+    let customers: HashSet<String> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap().to_string())
+        .collect();
+    for record in &decoded {
+        let Value::String(c) = field(record, "CustomerId") else {
+            bail!("CustomerId is not a string: {record:?}");
+        };
+        ensure!(customers.contains(c), "unexpected CustomerId {c}");
+    }
+    // The ledger topic carries the replay too, for downstream auditors.
+    let ledger = read_topic(&s.tansu.bootstrap(), &s.topic("file-ledger"))?;
+    ensure!(
+        ledger.len() == 2,
+        "file-ledger has {} records",
+        ledger.len()
     );
     Ok(())
 }

@@ -42,6 +42,7 @@ impl ArrivalSink for KafkaArrivalSink {
             sha256: arrival.sha256.clone(),
             raw_key: arrival.raw_key.clone(),
             detected_at: arrival.detected_at_ms,
+            replay: false,
         };
         let value = self
             .codec

@@ -17,7 +17,7 @@ pub mod records;
 
 pub use arrivals::KafkaArrivalSink;
 pub use processor::{CreditTopology, DEDUP_STORE, LEDGER_STORE, planned_topics, shape};
-pub use records::{FileLedgerEntry, FileStatus, QuarantineRecord};
+pub use records::{FileArrived, FileLedgerEntry, FileStatus, QuarantineRecord};
 
 use crate::ErrorKind;
 

@@ -254,13 +254,24 @@ impl Processor for FileProcessor {
         let arrival_id = format!("p{}-{}", record.partition, record.offset);
         let dedup_key = format!("{}/{}", arrival.client_id, arrival.sha256);
 
-        if let Some(raw) = ctx.get(DEDUP_STORE, dedup_key.as_bytes())? {
-            let first: DedupEntry =
-                serde_json::from_slice(&raw).map_err(|e| CreditError::CorruptState {
-                    store: DEDUP_STORE,
-                    key: dedup_key.clone(),
-                    message: e.to_string(),
-                })?;
+        let seen: Option<DedupEntry> = match ctx.get(DEDUP_STORE, dedup_key.as_bytes())? {
+            Some(raw) => {
+                Some(
+                    serde_json::from_slice(&raw).map_err(|e| CreditError::CorruptState {
+                        store: DEDUP_STORE,
+                        key: dedup_key.clone(),
+                        message: e.to_string(),
+                    })?,
+                )
+            }
+            None => None,
+        };
+        // A replay processes the bytes again; its ledger entry names the first arrival.
+        let replay_of = match &seen {
+            Some(first) if arrival.replay => Some(first.arrival_id.clone()),
+            _ => None,
+        };
+        if let Some(first) = seen.filter(|_| !arrival.replay) {
             if first.arrival_id == arrival_id {
                 // This very record was processed before a crash let it be replayed.
                 return Ok(());
@@ -360,6 +371,19 @@ impl Processor for FileProcessor {
                 }
             }
         };
+        let mut entry = entry;
+        if arrival.replay {
+            entry.replay_of = replay_of.clone();
+            let note = match &replay_of {
+                Some(first) => format!("replay of arrival {first}"),
+                None => "replay (no earlier arrival of these bytes)".to_string(),
+            };
+            entry.reason = Some(match entry.reason.take() {
+                Some(r) => format!("{note}; {r}"),
+                None => note,
+            });
+            tracing::info!(client = %arrival.client_id, sha256 = %arrival.sha256, replay_of = ?replay_of, status = entry.status.as_str(), "file replayed");
+        }
         self.write_ledger(ctx, &entry).await?;
         crate::metrics::FileProcessed {
             client: &arrival.client_id,
@@ -367,6 +391,10 @@ impl Processor for FileProcessor {
             status: entry.status.as_str(),
         }
         .emit();
+        if replay_of.is_some() {
+            // Later resends of these bytes stay duplicates of the first arrival.
+            return Ok(());
+        }
         let first = DedupEntry {
             arrival_id,
             ledger_key: entry.key(),
@@ -426,6 +454,7 @@ impl FileProcessor {
             schema_id: None,
             arrived_at: arrival.detected_at,
             processed_at: now_ms(),
+            replay_of: None,
         };
         fill(&mut entry);
         entry

@@ -14,6 +14,9 @@ pub struct FileArrived {
     pub sha256: String,
     pub raw_key: String,
     pub detected_at: i64,
+    /// Process the bytes again although they were seen before (`credstream replay`).
+    #[serde(default)]
+    pub replay: bool,
 }
 
 impl FileArrived {
@@ -69,6 +72,9 @@ pub struct FileLedgerEntry {
     pub schema_id: Option<i32>,
     pub arrived_at: i64,
     pub processed_at: i64,
+    /// For a replay: the first arrival of these bytes, whose outcome this one supersedes.
+    #[serde(default)]
+    pub replay_of: Option<String>,
 }
 
 impl FileLedgerEntry {

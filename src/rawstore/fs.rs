@@ -91,6 +91,27 @@ impl RawStore for FsRawStore {
         }
         Ok(bytes)
     }
+
+    async fn meta(&self, key: &str) -> Result<ObjectMeta, RawStoreError> {
+        let path = self.path(key)?;
+        let digest = digest_of(key).expect("valid keys name a digest");
+        let meta_path = path
+            .parent()
+            .expect("keys have a directory")
+            .join(format!("{digest}.meta.json"));
+        let text = match tokio::fs::read(&meta_path).await {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(RawStoreError::Missing {
+                    key: key.to_string(),
+                });
+            }
+            Err(e) => return Err(io("read metadata", key)(e)),
+        };
+        serde_json::from_slice(&text).map_err(|e| {
+            io("parse metadata", key)(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        })
+    }
 }
 
 #[cfg(test)]

@@ -70,6 +70,9 @@ pub trait RawStore: Send + Sync + std::fmt::Debug {
 
     /// The bytes under `key`, checked against the digest the key names.
     async fn get(&self, key: &str) -> Result<Vec<u8>, RawStoreError>;
+
+    /// What was recorded with the object under `key` when it was stored.
+    async fn meta(&self, key: &str) -> Result<ObjectMeta, RawStoreError>;
 }
 
 /// The key of a digest: `sha256/<first two hex digits>/<digest>`. The fan-out keeps

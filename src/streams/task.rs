@@ -356,7 +356,6 @@ impl Task {
         match classify(&error) {
             TxnFailure::Abortable => {
                 self.abort();
-                crate::metrics::Transaction { outcome: "aborted" }.emit();
                 Err(self.txn_error("commit", error).into())
             }
             TxnFailure::Fenced => Err(self.txn_error("commit", error).into()),
@@ -392,9 +391,14 @@ impl Task {
         }
     }
 
+    /// Aborts the open transaction, whichever step failed (a send, the offsets, the
+    /// commit); the unit of work is then retried from scratch.
     fn abort(&self) {
-        if let Err(e) = block(|| self.producer.abort()) {
-            tracing::warn!(partition = self.partition, error = %e, "abort failed");
+        match block(|| self.producer.abort()) {
+            Ok(()) => crate::metrics::Transaction { outcome: "aborted" }.emit(),
+            Err(e) => {
+                tracing::warn!(partition = self.partition, error = %e, "abort failed")
+            }
         }
     }
 
