@@ -29,6 +29,9 @@ fn money(cents: i64) -> String {
     format!("{}.{:02}", cents / 100, cents % 100)
 }
 
+/// First cell of the account master's trailer row, as `topologies/card_accounts.toml` says.
+pub const TRAILER_MARKER: &str = "TRAILER";
+
 /// An account master snapshot of `rows` accounts for the cycle ending `cycle_end`
 /// (`YYYY-MM-DD`). `extra_columns` are appended to the header and every row, with values:
 /// how a client's unannounced new column looks.
@@ -38,6 +41,96 @@ pub fn account_master_csv(
     cycle_end: &str,
     extra_columns: &[&str],
 ) -> String {
+    generate_accounts(rows, seed, cycle_end, extra_columns).0
+}
+
+/// [`account_master_csv`] with a trailer row that reconciles it:
+/// `TRAILER,<rows>,<sum of CycleEndingBalance>`.
+pub fn account_master_csv_with_trailer(rows: usize, seed: u64, cycle_end: &str) -> String {
+    let (mut out, balances) = generate_accounts(rows, seed, cycle_end, &[]);
+    let _ = writeln!(out, "{TRAILER_MARKER},{rows},{}", money(balances));
+    out
+}
+
+/// What [`with_bad_trailer`] gets wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrailerFault {
+    /// One record more than the file has.
+    Count,
+    /// One cent more than the balances add up to.
+    Sum,
+}
+
+/// The file with its trailer's count or total off by one. Panics if `text` has no
+/// trailer row from [`account_master_csv_with_trailer`].
+pub fn with_bad_trailer(text: &str, fault: TrailerFault) -> String {
+    let prefix = format!("{TRAILER_MARKER},");
+    let start = text
+        .rfind(&format!("\n{prefix}"))
+        .map(|i| i + 1)
+        .expect("a file with a trailer row");
+    let end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+    let cells: Vec<&str> = text[start..end].split(',').collect();
+    let [marker, count, total] = cells[..] else {
+        panic!("a trailer row has three cells: {}", &text[start..end]);
+    };
+    let row = match fault {
+        TrailerFault::Count => {
+            let count: u64 = count.parse().expect("a trailer count");
+            format!("{marker},{},{total}", count + 1)
+        }
+        TrailerFault::Sum => {
+            let (units, cents) = total.split_once('.').expect("a total with cents");
+            let cents: i64 = units.parse::<i64>().expect("a total") * 100
+                + cents.parse::<i64>().expect("a total");
+            format!("{marker},{count},{}", money(cents + 1))
+        }
+    };
+    format!("{}{row}{}", &text[..start], &text[end..])
+}
+
+/// The file with the cell of data row `row` (0-based, the header not counted) in column
+/// `column` (a header name) replaced by `value`: for planting one bad value. Meant for
+/// generated files, which quote nothing. Panics if the row or column does not exist.
+pub fn plant(text: &str, row: usize, column: &str, value: &str) -> String {
+    let mut lines = text.split_inclusive('\n');
+    let header = lines.next().expect("a header row");
+    let index = header
+        .trim_end()
+        .split(',')
+        .position(|c| c == column)
+        .unwrap_or_else(|| panic!("no column {column} in the header"));
+    let mut out = String::with_capacity(text.len() + value.len());
+    out.push_str(header);
+    let mut found = false;
+    for (i, line) in lines.enumerate() {
+        if i != row {
+            out.push_str(line);
+            continue;
+        }
+        let body = line.trim_end_matches(['\r', '\n']);
+        let mut cells: Vec<&str> = body.split(',').collect();
+        let cell = cells
+            .get_mut(index)
+            .unwrap_or_else(|| panic!("data row {row} has no cell {index}"));
+        *cell = value;
+        out.push_str(&cells.join(","));
+        out.push_str(&line[body.len()..]);
+        found = true;
+    }
+    assert!(found, "the file has no data row {row}");
+    out
+}
+
+/// The generator behind the account master files: the text, and the sum of the cycle
+/// ending balances in cents.
+fn generate_accounts(
+    rows: usize,
+    seed: u64,
+    cycle_end: &str,
+    extra_columns: &[&str],
+) -> (String, i64) {
+    let mut balances = 0i64;
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut out = String::with_capacity(rows * 160);
     out.push_str(&ACCOUNT_COLUMNS.join(","));
@@ -52,6 +145,7 @@ pub fn account_master_csv(
         let payment = rng.i64(0..=begin.max(1));
         let purchases = rng.i64(0..=limit / 4);
         let end = (begin - payment + purchases).max(0);
+        balances += end;
         let days_past_due = match rng.u8(0..100) {
             0..=89 => 0,
             90..=95 => 30,
@@ -97,13 +191,13 @@ pub fn account_master_csv(
         }
         out.push('\n');
     }
-    out
+    (out, balances)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::formats::{Catalog, parse_csv};
+    use crate::formats::{Catalog, DriftClass, FileDrift, ParseSummary, parse_csv};
 
     #[test]
     fn generated_files_are_deterministic_and_parse_cleanly() {
@@ -118,5 +212,108 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!((summary.records, summary.parsed), (500, 500));
+    }
+
+    fn accounts() -> crate::formats::Category {
+        Catalog::builtin()
+            .unwrap()
+            .categorize("accounts_2026-10.csv")
+            .unwrap()
+            .clone()
+    }
+
+    /// Every issue's class and field, in file order.
+    type Issues = Vec<(DriftClass, Option<String>)>;
+
+    /// Parses `text`, returning the outcome and its issues.
+    fn parse(text: &str) -> (Result<ParseSummary, FileDrift>, Issues) {
+        let mut issues = Vec::new();
+        let result = parse_csv(text.as_bytes(), &accounts(), |r| {
+            if let Err(issue) = r {
+                issues.push((issue.class, issue.field));
+            }
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        (result, issues)
+    }
+
+    #[test]
+    fn every_generated_value_is_inside_the_declared_domains() {
+        // Enough rows and seeds to draw every branch of the generator many times.
+        for seed in 0..6 {
+            let text = account_master_csv(3_000, seed, "2026-10-31", &[]);
+            let (result, issues) = parse(&text);
+            assert_eq!(issues, [], "seed {seed}");
+            let summary = result.unwrap();
+            assert_eq!((summary.records, summary.parsed), (3_000, 3_000));
+            assert_eq!(summary.trailer, None);
+        }
+    }
+
+    #[test]
+    fn a_trailer_reconciles_the_generated_file() {
+        let plain = account_master_csv(400, 3, "2026-10-31", &[]);
+        let text = account_master_csv_with_trailer(400, 3, "2026-10-31");
+        assert!(text.starts_with(&plain));
+        assert!(text[plain.len()..].starts_with("TRAILER,400,"));
+
+        let (result, issues) = parse(&text);
+        assert_eq!(issues, []);
+        let summary = result.unwrap();
+        assert_eq!((summary.records, summary.parsed), (400, 400));
+        let check = summary.trailer.expect("a reconciled trailer");
+        assert_eq!((check.records, check.line), (400, 402));
+        assert_eq!(check.sums.len(), 1);
+        assert_eq!(check.sums[0].field, "CycleEndingBalance");
+        assert_eq!(
+            format!("TRAILER,400,{}\n", check.sums[0]),
+            &text[plain.len()..]
+        );
+    }
+
+    #[test]
+    fn a_bad_trailer_is_a_trailer_mismatch() {
+        let text = account_master_csv_with_trailer(50, 9, "2026-10-31");
+
+        let drift = parse(&with_bad_trailer(&text, TrailerFault::Count))
+            .0
+            .unwrap_err();
+        assert_eq!(drift.class, DriftClass::TrailerMismatch);
+        assert_eq!(drift.field, None);
+        assert_eq!(
+            (drift.expected.as_deref(), drift.actual.as_deref()),
+            (Some("51"), Some("50"))
+        );
+
+        let drift = parse(&with_bad_trailer(&text, TrailerFault::Sum))
+            .0
+            .unwrap_err();
+        assert_eq!(drift.class, DriftClass::TrailerMismatch);
+        assert_eq!(drift.field.as_deref(), Some("CycleEndingBalance"));
+        assert_eq!(drift.records, 50);
+    }
+
+    #[test]
+    fn planted_values_are_reported_with_their_class() {
+        let text = account_master_csv(20, 4, "2026-10-31", &[]);
+        let text = plant(&text, 3, "CreditCardType", "7");
+        let text = plant(&text, 11, "DaysPastDue", "thirty");
+        assert_eq!(text.lines().count(), 21);
+        assert_eq!(text.lines().nth(4).unwrap().split(',').nth(2), Some("7"));
+
+        let (result, issues) = parse(&text);
+        assert_eq!(
+            issues,
+            [
+                (DriftClass::OutOfDomain, Some("CreditCardType".into())),
+                (DriftClass::TypeMismatch, Some("DaysPastDue".into())),
+            ]
+        );
+        let summary = result.unwrap();
+        assert_eq!(
+            (summary.records, summary.parsed, summary.issues),
+            (20, 18, 2)
+        );
     }
 }

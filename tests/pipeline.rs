@@ -12,7 +12,9 @@ use apache_avro::types::Value;
 use serde_json::Value as Json;
 use support::{Credstream, decode_all, field, free_port, get_json, read_topic, unique, wait_for};
 
-use credstream::samples::account_master_csv;
+use credstream::samples::{
+    TrailerFault, account_master_csv, account_master_csv_with_trailer, plant, with_bad_trailer,
+};
 
 /// Everything one scenario runs: broker, registry and the pipeline's configuration.
 struct Scenario {
@@ -152,7 +154,7 @@ listen = "127.0.0.1:{port}"
     }
 
     /// Drops a file into the landing area the way an uploader does: write, then rename.
-    fn drop_file(&self, path: &str, text: &str) -> Result<()> {
+    fn drop_file(&self, path: &str, text: impl AsRef<[u8]>) -> Result<()> {
         let target = self.root().join("landing").join(path);
         std::fs::create_dir_all(target.parent().unwrap())?;
         let tmp = target.with_extension("tmp");
@@ -719,5 +721,259 @@ async fn a_replay_after_a_layout_fix_ends_as_if_the_file_had_been_good() -> Resu
         "file-ledger has {} records",
         ledger.len()
     );
+    Ok(())
+}
+
+/// `text` without column `name`.
+fn drop_column(text: &str, name: &str) -> String {
+    let index = text
+        .lines()
+        .next()
+        .unwrap()
+        .split(',')
+        .position(|c| c == name)
+        .unwrap();
+    text.lines()
+        .map(|l| {
+            let mut cells: Vec<&str> = l.split(',').collect();
+            cells.remove(index);
+            cells.join(",") + "\n"
+        })
+        .collect()
+}
+
+/// `text` with columns `a` and `b` swapped, header and data alike.
+fn swap_columns(text: &str, a: &str, b: &str) -> String {
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let (i, j) = (
+        header.iter().position(|c| *c == a).unwrap(),
+        header.iter().position(|c| *c == b).unwrap(),
+    );
+    text.lines()
+        .map(|l| {
+            let mut cells: Vec<&str> = l.split(',').collect();
+            cells.swap(i, j);
+            cells.join(",") + "\n"
+        })
+        .collect()
+}
+
+/// The quarantine records of each file, decoded, by file path.
+async fn quarantine_by_path(s: &Scenario) -> Result<BTreeMap<String, Vec<Value>>> {
+    let held = read_topic(&s.tansu.bootstrap(), &s.topic("quarantine"))?;
+    let values: Vec<Option<Vec<u8>>> = held.iter().map(|(_, v)| v.clone()).collect();
+    let mut by_path: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for q in decode_all(&s.registry_url, &values).await? {
+        let Value::String(path) = field(&q, "file_path").clone() else {
+            bail!("file_path is not a string: {q:?}");
+        };
+        by_path.entry(path).or_default().push(q);
+    }
+    Ok(by_path)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_drift_class_lands_in_quarantine_while_other_files_flow() -> Result<()> {
+    const ROWS: usize = 20;
+    let base = |seed: u64| account_master_csv(ROWS, seed, "2026-10-31", &[]);
+    let mut encoding = plant(&base(38), 5, "StateCode", "ZZENC").into_bytes();
+    let at = encoding.windows(5).position(|w| w == b"ZZENC").unwrap();
+    encoding.splice(at..at + 5, [0xFF, 0xFE]);
+    // (class, file bytes, whole file held?)
+    let cases: Vec<(&str, Vec<u8>, bool)> = vec![
+        (
+            "MISSING_COLUMN",
+            drop_column(&base(31), "StateCode").into_bytes(),
+            true,
+        ),
+        (
+            "EXTRA_COLUMN",
+            account_master_csv(ROWS, 32, "2026-10-31", &["PromotionalApr"]).into_bytes(),
+            true,
+        ),
+        (
+            "RENAMED_COLUMN",
+            base(33).replacen("CustomerId", "CustId", 1).into_bytes(),
+            true,
+        ),
+        (
+            "REORDERED_COLUMNS",
+            swap_columns(&base(34), "StateCode", "ZipCode").into_bytes(),
+            true,
+        ),
+        (
+            "TRAILER_MISMATCH",
+            with_bad_trailer(
+                &account_master_csv_with_trailer(ROWS, 35, "2026-10-31"),
+                TrailerFault::Sum,
+            )
+            .into_bytes(),
+            true,
+        ),
+        (
+            "TYPE_MISMATCH",
+            plant(&base(36), 3, "DaysPastDue", "three").into_bytes(),
+            false,
+        ),
+        (
+            "OUT_OF_DOMAIN",
+            plant(&base(37), 4, "CreditCardType", "9").into_bytes(),
+            false,
+        ),
+        ("ENCODING", encoding, false),
+        (
+            "MISSING_VALUE",
+            plant(&base(39), 2, "ReferenceNumber", "").into_bytes(),
+            false,
+        ),
+        (
+            "WRONG_FIELD_COUNT",
+            plant(&base(40), 6, "ZipCode", "12345,extra").into_bytes(),
+            false,
+        ),
+    ];
+    let mut s = Scenario::new().await?;
+    s.start().await?;
+    // One client, so one partition: a held file must not stop the files behind it.
+    for (n, (class, bytes, _)) in cases.iter().enumerate() {
+        s.drop_file(
+            &format!("acme-bank/accounts_clean_{n}.csv"),
+            base(100 + n as u64),
+        )?;
+        s.drop_file(
+            &format!("acme-bank/accounts_{}.csv", class.to_lowercase()),
+            bytes,
+        )?;
+    }
+    s.drop_file(
+        "acme-bank/accounts_clean_last.csv",
+        account_master_csv_with_trailer(ROWS, 200, "2026-10-31"),
+    )?;
+    let files = s.wait_files(2 * cases.len() + 1).await?;
+    let held = quarantine_by_path(&s).await?;
+
+    for (path, entry) in files.iter().filter(|(p, _)| p.contains("clean")) {
+        ensure!(
+            entry["status"] == "PROCESSED" && entry["records_out"] == ROWS,
+            "{path}: {entry}"
+        );
+        ensure!(!held.contains_key(path), "{path} has quarantine records");
+    }
+    for (class, _, whole) in &cases {
+        let path = format!("acme-bank/accounts_{}.csv", class.to_lowercase());
+        let entry = &files[&path];
+        let records = held
+            .get(&path)
+            .with_context(|| format!("{class}: nothing in quarantine"))?;
+        for q in records {
+            ensure!(
+                field(q, "class") == &Value::String(class.to_string()),
+                "{class}: {q:?}"
+            );
+            ensure!(
+                field(q, "raw_key") == &Value::String(entry["raw_key"].as_str().unwrap().into())
+            );
+        }
+        if *whole {
+            ensure!(
+                entry["status"] == "QUARANTINED"
+                    && entry["records_quarantined"] == ROWS
+                    && records.len() == 1,
+                "{class}: {entry}"
+            );
+            ensure!(
+                field(&records[0], "scope") == &Value::Enum(0, "FILE".into()),
+                "{class}"
+            );
+        } else {
+            ensure!(
+                entry["status"] == "PARTIALLY_QUARANTINED"
+                    && entry["records_out"] == ROWS - 1
+                    && entry["records_quarantined"] == 1
+                    && records.len() == 1,
+                "{class}: {entry}"
+            );
+            let q = &records[0];
+            ensure!(
+                field(q, "scope") == &Value::Enum(1, "RECORD".into()),
+                "{class}"
+            );
+            ensure!(
+                matches!(field(q, "line"), Value::Union(1, _)),
+                "{class}: no line"
+            );
+            ensure!(
+                matches!(field(q, "byte_offset"), Value::Union(1, _)),
+                "{class}: no byte offset"
+            );
+        }
+    }
+    // Every record of every file is accounted for: out or held.
+    let outputs = read_topic(&s.tansu.bootstrap(), &s.topic("card.accounts"))?;
+    let out: i64 = files
+        .values()
+        .map(|e| e["records_out"].as_i64().unwrap())
+        .sum();
+    ensure!(
+        outputs.len() as i64 == out,
+        "{} outputs, ledger says {out}",
+        outputs.len()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_level_policy_holds_a_file_for_one_bad_record() -> Result<()> {
+    const ROWS: usize = 20;
+    let mut s = Scenario::new().await?;
+    let topologies = s.own_topologies()?;
+    let layout = topologies.join("card_accounts.toml");
+    let text = std::fs::read_to_string(&layout)?;
+    let strict = if text.contains("bad_records = \"record\"") {
+        text.replacen("bad_records = \"record\"", "bad_records = \"file\"", 1)
+    } else {
+        text + "\n[quarantine]\nbad_records = \"file\"\n"
+    };
+    std::fs::write(&layout, strict)?;
+    s.start().await?;
+    let bad = plant(
+        &account_master_csv(ROWS, 51, "2026-10-31", &[]),
+        7,
+        "DaysPastDue",
+        "n/a",
+    );
+    s.drop_file("acme-bank/accounts_bad.csv", &bad)?;
+    s.drop_file(
+        "acme-bank/accounts_good.csv",
+        account_master_csv(ROWS, 52, "2026-10-31", &[]),
+    )?;
+    let files = s.wait_files(2).await?;
+    let held = &files["acme-bank/accounts_bad.csv"];
+    ensure!(
+        held["status"] == "QUARANTINED"
+            && held["records_quarantined"] == ROWS
+            && held["records_out"] == 0,
+        "{held}"
+    );
+    ensure!(
+        held["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("TYPE_MISMATCH"),
+        "{held}"
+    );
+    let good = &files["acme-bank/accounts_good.csv"];
+    ensure!(
+        good["status"] == "PROCESSED" && good["records_out"] == ROWS,
+        "{good}"
+    );
+    let q = quarantine_by_path(&s).await?;
+    let records = &q["acme-bank/accounts_bad.csv"];
+    ensure!(records.len() == 1, "{records:?}");
+    ensure!(field(&records[0], "scope") == &Value::Enum(0, "FILE".into()));
+    ensure!(field(&records[0], "records_affected") == &Value::Long(ROWS as i64));
+    // Nothing of the held file went out.
+    let outputs = read_topic(&s.tansu.bootstrap(), &s.topic("card.accounts"))?;
+    ensure!(outputs.len() == ROWS, "{} outputs", outputs.len());
     Ok(())
 }

@@ -11,7 +11,9 @@ use super::records::{
     DedupEntry, FileArrived, FileLedgerEntry, FileStatus, QuarantineRecord, QuarantineScope,
 };
 use crate::config::{Config, KafkaConfig};
-use crate::formats::{Catalog, Category, DriftClass, FileDrift, RecordIssue, parse_csv};
+use crate::formats::{
+    BadRecordPolicy, Catalog, Category, DriftClass, FileDrift, Position, RecordIssue, parse_csv,
+};
 use crate::rawstore::RawStore;
 use crate::schema::contracts::{self, Contracts};
 use crate::schema::{Codec, FileProvenance, Registry, RowPlan, RowRef, value_subject};
@@ -557,6 +559,13 @@ impl FileProcessor {
             raw_key: &arrival.raw_key,
             layout: &layout,
         };
+        // A trailer, or a layout that holds the whole file on one bad record, must be
+        // checked before any record leaves.
+        if output.category.validates_first()
+            && let Some(drift) = validate(output, file, bytes)
+        {
+            return Ok(Routed::Held(drift));
+        }
         let mut value = Vec::with_capacity(512);
         let mut key = String::with_capacity(80);
         let mut records_out = 0u64;
@@ -583,14 +592,7 @@ impl FileProcessor {
                                 records_out += 1;
                                 return Ok(());
                             }
-                            Err(e) => RecordIssue {
-                                class: DriftClass::SchemaViolation,
-                                reason: e.to_string(),
-                                field: None,
-                                expected: None,
-                                actual: None,
-                                position: rec.position,
-                            },
+                            Err(e) => schema_issue(e, rec.position),
                         }
                     }
                     Err(issue) => issue,
@@ -625,11 +627,79 @@ impl FileProcessor {
         )?;
         Ok(match parsed {
             Err(drift) => Routed::Held(drift),
-            Ok(summary) => Routed::Records {
-                records_in: summary.records,
-                records_out,
-                quarantined,
-            },
+            Ok(summary) => {
+                if let Some(trailer) = &summary.trailer {
+                    tracing::info!(path = %arrival.path, line = trailer.line, records = trailer.records, totals = %trailer.sums.iter().map(|t| format!("{}={t}", t.field)).collect::<Vec<_>>().join(" "), "trailer control totals reconcile");
+                }
+                Routed::Records {
+                    records_in: summary.records,
+                    records_out,
+                    quarantined,
+                }
+            }
         })
     }
+}
+
+/// A record the parser accepted but the Avro schema refused.
+fn schema_issue(e: impl std::fmt::Display, position: Position) -> RecordIssue {
+    RecordIssue {
+        class: DriftClass::SchemaViolation,
+        reason: e.to_string(),
+        field: None,
+        expected: None,
+        actual: None,
+        position,
+    }
+}
+
+/// The validation pass: parses and encodes the whole file without sending anything.
+/// Returns the drift that holds the file: a trailer that does not reconcile, or (with
+/// `quarantine.bad_records = "file"`) the first bad record.
+fn validate(output: &CategoryOutput, file: FileProvenance<'_>, bytes: &[u8]) -> Option<FileDrift> {
+    let mut scratch = Vec::with_capacity(512);
+    let mut first: Option<RecordIssue> = None;
+    let mut bad = 0u64;
+    let parsed = parse_csv(
+        bytes,
+        &output.category,
+        |outcome| -> Result<(), std::convert::Infallible> {
+            let issue = match outcome {
+                Ok(rec) => {
+                    scratch.clear();
+                    let row = RowRef {
+                        values: rec.values,
+                        position: rec.position,
+                        file,
+                    };
+                    match output.plan.write(&row, &mut scratch) {
+                        Ok(()) => return Ok(()),
+                        Err(e) => schema_issue(e, rec.position),
+                    }
+                }
+                Err(issue) => issue,
+            };
+            bad += 1;
+            first.get_or_insert(issue);
+            Ok(())
+        },
+    );
+    let summary = match parsed {
+        Ok(Err(drift)) => return Some(drift),
+        Ok(Ok(summary)) => summary,
+        Err(never) => match never {},
+    };
+    let issue = first.filter(|_| output.category.bad_records == BadRecordPolicy::File)?;
+    Some(FileDrift {
+        class: issue.class,
+        reason: format!(
+            "{bad} of {} records are bad, and this layout holds the whole file on any \
+             (quarantine.bad_records = \"file\"); the first, line {}: {}",
+            summary.records, issue.position.line, issue.reason
+        ),
+        field: issue.field,
+        expected: issue.expected,
+        actual: issue.actual,
+        records: summary.records,
+    })
 }

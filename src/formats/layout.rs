@@ -2,11 +2,16 @@
 //!
 //! Adding a category or changing a layout is a data change: a new or edited TOML file.
 //! A mistake in one is reported with the file and, where the TOML parser knows it, the line.
+//!
+//! Architecture Invariant: a layout only describes; it decides nothing at run time. Domains,
+//! the trailer and the quarantine policy are checked here for consistency, and applied by the
+//! parsers (domains, trailer) and the processor (policy).
 
 use std::path::{Path, PathBuf};
 
 use globset::{GlobBuilder, GlobMatcher};
 use serde::Deserialize;
+use toml::Spanned;
 
 use super::value::FieldValue;
 
@@ -50,6 +55,10 @@ pub struct Category {
     pub format: FormatSpec,
     /// Fields in the order records are emitted.
     pub fields: Vec<FieldSpec>,
+    /// The trailer row and its control totals, if the files have one.
+    pub trailer: Option<TrailerSpec>,
+    /// What one bad record holds: itself, or the whole file.
+    pub bad_records: BadRecordPolicy,
     matcher: GlobMatcher,
     pattern: String,
 }
@@ -70,6 +79,39 @@ fn default_delimiter() -> char {
     ','
 }
 
+/// What a bad record holds back (`[quarantine] bad_records`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BadRecordPolicy {
+    /// The bad record is quarantined alone; the others flow.
+    #[default]
+    Record,
+    /// One bad record holds the whole file: all or nothing.
+    File,
+}
+
+/// The trailer row of a delimited file and the control totals it carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrailerSpec {
+    /// First cell of the trailer row.
+    pub marker: String,
+    /// 0-based cell holding the count of data records.
+    pub count_column: usize,
+    /// A file without a trailer is a `TRAILER_MISMATCH`, not a file without totals.
+    pub required: bool,
+    /// Control totals, each the sum of one numeric field over the data records.
+    pub sums: Vec<TrailerSum>,
+}
+
+/// One control total of a trailer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrailerSum {
+    /// 0-based cell of the trailer row holding the total.
+    pub column: usize,
+    /// The field summed; an int, long or decimal field of the layout.
+    pub field: String,
+}
+
 /// One field of a layout.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FieldSpec {
@@ -80,6 +122,58 @@ pub struct FieldSpec {
     pub ty: FieldType,
     /// An empty value is a record error rather than a null.
     pub required: bool,
+    /// Values the field accepts beyond its type; unconstrained by default.
+    pub domain: Domain,
+}
+
+/// The values a field accepts beyond its type: `allowed` and `min` / `max`. A value that
+/// parses but falls outside is `OUT_OF_DOMAIN`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Domain {
+    /// `allowed` of a string field, compared with the trimmed text.
+    allowed_text: Vec<String>,
+    /// `allowed` of an int or long field, compared as numbers: `01` is `1`.
+    allowed_numbers: Vec<i128>,
+    /// Bounds as unscaled integers at the field's scale (0 for int and long), so decimals
+    /// compare exactly.
+    min: Option<i128>,
+    max: Option<i128>,
+    /// The domain as messages state it: "one of 1, 2" and "between 0 and 999".
+    allowed_text_form: String,
+    range_text_form: String,
+}
+
+impl Domain {
+    /// Whether any value of the type is accepted.
+    pub fn is_unconstrained(&self) -> bool {
+        self.allowed_text.is_empty()
+            && self.allowed_numbers.is_empty()
+            && self.min.is_none()
+            && self.max.is_none()
+    }
+
+    /// Checks a parsed value. The error says what was expected.
+    pub fn check(&self, value: &FieldValue<'_>) -> Result<(), &str> {
+        if let FieldValue::Str(s) = *value {
+            return if self.allowed_text.is_empty()
+                || self.allowed_text.iter().any(|a| a == s.trim())
+            {
+                Ok(())
+            } else {
+                Err(&self.allowed_text_form)
+            };
+        }
+        let Some(number) = value.as_unscaled() else {
+            return Ok(());
+        };
+        if !self.allowed_numbers.is_empty() && !self.allowed_numbers.contains(&number) {
+            return Err(&self.allowed_text_form);
+        }
+        if self.min.is_some_and(|m| number < m) || self.max.is_some_and(|m| number > m) {
+            return Err(&self.range_text_form);
+        }
+        Ok(())
+    }
 }
 
 /// Declared field types.
@@ -107,6 +201,15 @@ impl FieldType {
             FieldType::Long => "long".into(),
             FieldType::Decimal { scale } => format!("decimal(scale {scale})"),
             FieldType::Date { format } => format!("date({format})"),
+        }
+    }
+
+    /// The scale of a numeric type's values as unscaled integers; `None` for others.
+    pub fn numeric_scale(&self) -> Option<u32> {
+        match self {
+            FieldType::Int | FieldType::Long => Some(0),
+            FieldType::Decimal { scale } => Some(*scale),
+            FieldType::String | FieldType::Date { .. } => None,
         }
     }
 
@@ -144,7 +247,7 @@ impl FieldType {
 /// Parses `[-+]digits[.digits]` into an unscaled integer with exactly `scale` fraction
 /// digits. More fraction digits than `scale` is an error: rounding money silently is not
 /// this parser's call.
-fn parse_decimal(s: &str, scale: u32) -> Option<i128> {
+pub(super) fn parse_decimal(s: &str, scale: u32) -> Option<i128> {
     let (negative, body) = match s.as_bytes().first()? {
         b'-' => (true, &s[1..]),
         b'+' => (false, &s[1..]),
@@ -176,6 +279,25 @@ fn parse_decimal(s: &str, scale: u32) -> Option<i128> {
     Some(if negative { -unscaled } else { unscaled })
 }
 
+/// Writes an unscaled integer as a decimal with `scale` fraction digits: the inverse of
+/// [`parse_decimal`].
+pub(super) fn format_decimal(unscaled: i128, scale: u32) -> String {
+    let digits = unscaled.unsigned_abs().to_string();
+    let scale = scale as usize;
+    let digits = if digits.len() <= scale {
+        format!("{}{digits}", "0".repeat(scale + 1 - digits.len()))
+    } else {
+        digits
+    };
+    let (int_part, frac_part) = digits.split_at(digits.len() - scale);
+    let sign = if unscaled < 0 { "-" } else { "" };
+    if frac_part.is_empty() {
+        format!("{sign}{int_part}")
+    } else {
+        format!("{sign}{int_part}.{frac_part}")
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CategoryFile {
@@ -184,7 +306,34 @@ struct CategoryFile {
     matching: MatchSpec,
     format: FormatSpec,
     #[serde(rename = "field")]
-    fields: Vec<FieldFile>,
+    fields: Vec<Spanned<FieldFile>>,
+    trailer: Option<Spanned<TrailerFile>>,
+    quarantine: Option<QuarantineFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrailerFile {
+    marker: String,
+    count_column: Spanned<usize>,
+    #[serde(default)]
+    required: bool,
+    #[serde(default)]
+    sum: Vec<Spanned<TrailerSumFile>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrailerSumFile {
+    column: usize,
+    field: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuarantineFile {
+    #[serde(default)]
+    bad_records: BadRecordPolicy,
 }
 
 #[derive(Deserialize)]
@@ -215,6 +364,12 @@ struct FieldFile {
     format: Option<String>,
     #[serde(default)]
     required: bool,
+    /// Values the field accepts, as strings: `allowed = ["1", "2"]`.
+    allowed: Option<Spanned<Vec<String>>>,
+    /// Bounds: TOML integers or floats, or strings for decimals beyond 15 significant
+    /// digits (a TOML float is an f64).
+    min: Option<Spanned<toml::Value>>,
+    max: Option<Spanned<toml::Value>>,
 }
 
 impl Category {
@@ -240,53 +395,63 @@ impl Category {
         if raw.fields.is_empty() {
             return Err(invalid("a category needs at least one [[field]]".into()));
         }
+        // 1-based line of a byte offset, for messages about one key or table.
+        let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
         let mut fields = Vec::with_capacity(raw.fields.len());
-        for f in raw.fields {
+        for spanned in raw.fields {
+            let line = line_of(spanned.span().start);
+            let f = spanned.into_inner();
+            let at = |line: usize, m: &str| invalid(format!("line {line}: field {}: {m}", f.name));
             let ty = match (f.ty.as_str(), f.scale, f.format) {
                 ("string", None, None) => FieldType::String,
                 ("int", None, None) => FieldType::Int,
                 ("long", None, None) => FieldType::Long,
                 ("decimal", Some(scale), None) if scale <= 18 => FieldType::Decimal { scale },
                 ("decimal", _, None) => {
-                    return Err(invalid(format!(
-                        "field {}: a decimal needs `scale` between 0 and 18",
-                        f.name
-                    )));
+                    return Err(at(line, "a decimal needs `scale` between 0 and 18"));
                 }
                 ("date", None, Some(format)) => {
-                    check_date_format(&format)
-                        .map_err(|m| invalid(format!("field {}: {m}", f.name)))?;
+                    check_date_format(&format).map_err(|m| at(line, &m))?;
                     FieldType::Date { format }
                 }
                 ("date", _, None) => {
-                    return Err(invalid(format!(
-                        "field {}: a date needs `format`, e.g. \"%Y-%m-%d\"",
-                        f.name
-                    )));
+                    return Err(at(line, "a date needs `format`, e.g. \"%Y-%m-%d\""));
                 }
                 (ty @ ("string" | "int" | "long" | "decimal" | "date"), _, _) => {
-                    return Err(invalid(format!(
-                        "field {}: `scale` is only for decimals and `format` only for dates, not {ty}",
-                        f.name
-                    )));
+                    return Err(at(
+                        line,
+                        &format!(
+                            "`scale` is only for decimals and `format` only for dates, not {ty}"
+                        ),
+                    ));
                 }
                 (other, _, _) => {
-                    return Err(invalid(format!(
-                        "field {}: unknown type {other:?} (string, int, long, decimal, date)",
-                        f.name
-                    )));
+                    return Err(at(
+                        line,
+                        &format!("unknown type {other:?} (string, int, long, decimal, date)"),
+                    ));
                 }
             };
             if fields.iter().any(|x: &FieldSpec| x.name == f.name) {
-                return Err(invalid(format!("field {} is declared twice", f.name)));
+                return Err(at(line, "declared twice"));
             }
+            let domain = parse_domain(&ty, f.allowed, f.min, f.max, &line_of)
+                .map_err(|(line, m)| at(line, &m))?;
             fields.push(FieldSpec {
                 column: f.column.unwrap_or_else(|| f.name.clone()),
                 name: f.name,
                 ty,
                 required: f.required,
+                domain,
             });
         }
+        let trailer = match raw.trailer {
+            Some(t) => Some(
+                parse_trailer(t, &fields, &line_of)
+                    .map_err(|(line, m)| invalid(format!("line {line}: trailer: {m}")))?,
+            ),
+            None => None,
+        };
         Ok(Category {
             name: raw.category.name,
             description: raw.category.description,
@@ -295,9 +460,18 @@ impl Category {
             layout_version: raw.category.layout_version,
             format: raw.format,
             fields,
+            trailer,
+            bad_records: raw.quarantine.map(|q| q.bad_records).unwrap_or_default(),
             matcher,
             pattern: raw.matching.name,
         })
+    }
+
+    /// Whether a caller wanting all or nothing must read the file once before handing any
+    /// record on: a trailer is only reconciled at the end of the file, and with the `file`
+    /// policy a bad record anywhere holds the records before it.
+    pub fn validates_first(&self) -> bool {
+        self.trailer.is_some() || self.bad_records == BadRecordPolicy::File
     }
 
     /// Whether a file of this name belongs to the category.
@@ -309,6 +483,209 @@ impl Category {
     pub fn layout_id(&self) -> String {
         format!("{}@{}", self.name, self.layout_version)
     }
+}
+
+/// A layout mistake: the line it is on and what is wrong.
+type LineError = (usize, String);
+
+/// Reads a field's `allowed`, `min` and `max` against its type.
+fn parse_domain(
+    ty: &FieldType,
+    allowed: Option<Spanned<Vec<String>>>,
+    min: Option<Spanned<toml::Value>>,
+    max: Option<Spanned<toml::Value>>,
+    line_of: &impl Fn(usize) -> usize,
+) -> Result<Domain, LineError> {
+    let mut domain = Domain::default();
+    let mut allowed_line = 0;
+    if let Some(allowed) = allowed {
+        let line = line_of(allowed.span().start);
+        allowed_line = line;
+        let values = allowed.into_inner();
+        if values.is_empty() {
+            return Err((line, "`allowed` is empty, so no value could pass".into()));
+        }
+        for v in &values {
+            if v.is_empty() || v.trim() != v {
+                return Err((
+                    line,
+                    format!("allowed value {v:?} is empty or padded; values are compared trimmed"),
+                ));
+            }
+            match ty {
+                FieldType::String => domain.allowed_text.push(v.clone()),
+                FieldType::Int | FieldType::Long => {
+                    let n = ty
+                        .parse(v)
+                        .ok()
+                        .and_then(|n| n.as_unscaled())
+                        .ok_or_else(|| {
+                            (
+                                line,
+                                format!("allowed value {v:?} is not {}", ty.describe()),
+                            )
+                        })?;
+                    domain.allowed_numbers.push(n);
+                }
+                FieldType::Decimal { .. } | FieldType::Date { .. } => {
+                    return Err((
+                        line,
+                        format!(
+                            "`allowed` is for string, int and long fields, not {}",
+                            ty.describe()
+                        ),
+                    ));
+                }
+            }
+        }
+        domain.allowed_text_form = format!("one of {}", values.join(", "));
+    }
+
+    let min = parse_bound(ty, "min", min, line_of)?;
+    let max = parse_bound(ty, "max", max, line_of)?;
+    domain.range_text_form = match (&min, &max) {
+        (Some(lo), Some(hi)) => {
+            if lo.unscaled > hi.unscaled {
+                return Err((
+                    hi.line,
+                    format!("`min` {} is above `max` {}", lo.text, hi.text),
+                ));
+            }
+            format!("between {} and {}", lo.text, hi.text)
+        }
+        (Some(lo), None) => format!("at least {}", lo.text),
+        (None, Some(hi)) => format!("at most {}", hi.text),
+        (None, None) => String::new(),
+    };
+    domain.min = min.map(|b| b.unscaled);
+    domain.max = max.map(|b| b.unscaled);
+    if let Some(n) = domain
+        .allowed_numbers
+        .iter()
+        .find(|&&n| domain.min.is_some_and(|m| n < m) || domain.max.is_some_and(|m| n > m))
+    {
+        return Err((
+            allowed_line,
+            format!("allowed value {n} is not {}", domain.range_text_form),
+        ));
+    }
+    Ok(domain)
+}
+
+/// A `min` or `max`: as an unscaled integer at the field's scale, as written, and where.
+struct Bound {
+    unscaled: i128,
+    text: String,
+    line: usize,
+}
+
+fn parse_bound(
+    ty: &FieldType,
+    key: &str,
+    value: Option<Spanned<toml::Value>>,
+    line_of: &impl Fn(usize) -> usize,
+) -> Result<Option<Bound>, LineError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let line = line_of(value.span().start);
+    if ty.numeric_scale().is_none() {
+        return Err((
+            line,
+            format!(
+                "`{key}` is for int, long and decimal fields, not {}",
+                ty.describe()
+            ),
+        ));
+    }
+    // A float's shortest round-trip form is the literal as written, up to 15 significant
+    // digits; the decimal parse below is then exact.
+    let text = match value.into_inner() {
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::Float(f) if f.is_finite() => f.to_string(),
+        toml::Value::String(s) => s.trim().to_string(),
+        other => {
+            return Err((
+                line,
+                format!("`{key}` must be a number, not {}", other.type_str()),
+            ));
+        }
+    };
+    match ty.parse(&text).map(|v| v.as_unscaled()) {
+        Ok(Some(unscaled)) => Ok(Some(Bound {
+            unscaled,
+            text,
+            line,
+        })),
+        Ok(None) | Err(_) => Err((line, format!("`{key}` {text} is not {}", ty.describe()))),
+    }
+}
+
+/// Reads `[trailer]` against the layout's fields.
+fn parse_trailer(
+    t: Spanned<TrailerFile>,
+    fields: &[FieldSpec],
+    line_of: &impl Fn(usize) -> usize,
+) -> Result<TrailerSpec, LineError> {
+    let line = line_of(t.span().start);
+    let t = t.into_inner();
+    if t.marker.is_empty() || t.marker.trim() != t.marker {
+        return Err((
+            line,
+            format!(
+                "`marker` {:?} must be text without surrounding spaces",
+                t.marker
+            ),
+        ));
+    }
+    let count_line = line_of(t.count_column.span().start);
+    let count_column = t.count_column.into_inner();
+    if count_column == 0 {
+        return Err((count_line, "`count_column` 0 is the marker's cell".into()));
+    }
+    // Cells already taken: the marker's and the count's.
+    let mut used = vec![0, count_column];
+    let mut sums: Vec<TrailerSum> = Vec::with_capacity(t.sum.len());
+    for s in t.sum {
+        let line = line_of(s.span().start);
+        let s = s.into_inner();
+        if used.contains(&s.column) {
+            return Err((
+                line,
+                format!(
+                    "sum column {} is already the marker's, the count's or another sum's",
+                    s.column
+                ),
+            ));
+        }
+        used.push(s.column);
+        let Some(field) = fields.iter().find(|f| f.name == s.field) else {
+            return Err((line, format!("sum of unknown field {}", s.field)));
+        };
+        if field.ty.numeric_scale().is_none() {
+            return Err((
+                line,
+                format!(
+                    "sum of field {}, a {}; only int, long and decimal fields add up",
+                    s.field,
+                    field.ty.describe()
+                ),
+            ));
+        }
+        if sums.iter().any(|x| x.field == s.field) {
+            return Err((line, format!("field {} is summed twice", s.field)));
+        }
+        sums.push(TrailerSum {
+            column: s.column,
+            field: s.field,
+        });
+    }
+    Ok(TrailerSpec {
+        marker: t.marker,
+        count_column,
+        required: t.required,
+        sums,
+    })
 }
 
 /// Rejects a date format chrono cannot use, by formatting and re-parsing a known date.
@@ -440,7 +817,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.starts_with("topologies/x.toml: field a: a decimal needs `scale`"),
+            err.starts_with("topologies/x.toml: line 10: field a: a decimal needs `scale`"),
             "{err}"
         );
 
@@ -457,5 +834,238 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("does not identify a day"), "{err}");
+    }
+
+    /// A category file with fields `a` (string), `n` (int) and `m` (decimal, scale 2), each
+    /// followed by its entry of `extra`, and then `tail`.
+    fn category(extra: [&str; 3], tail: &str) -> String {
+        format!(
+            "[category]\nname = \"x\"\noutput_topic = \"x\"\nschema = \"x.avsc\"\nlayout_version = 1\n[match]\nname = \"*.csv\"\n[format]\nkind = \"csv\"\n[[field]]\nname = \"a\"\ntype = \"string\"\n{}\n[[field]]\nname = \"n\"\ntype = \"int\"\n{}\n[[field]]\nname = \"m\"\ntype = \"decimal\"\nscale = 2\n{}\n{tail}",
+            extra[0], extra[1], extra[2]
+        )
+    }
+
+    fn error(text: &str) -> String {
+        Category::parse("x.toml", text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn decimal_bounds_compare_exactly_at_the_edge() {
+        // 0.3 is no f64 exactly; the bound is still exactly 30 cents.
+        let c =
+            Category::parse("x.toml", &category(["", "", "min = 0.01\nmax = 0.3"], "")).unwrap();
+        let domain = &c.fields[2].domain;
+        assert_eq!(domain.check(&FieldValue::Decimal(1)), Ok(()));
+        assert_eq!(domain.check(&FieldValue::Decimal(30)), Ok(()));
+        assert_eq!(
+            domain.check(&FieldValue::Decimal(0)),
+            Err("between 0.01 and 0.3")
+        );
+        assert_eq!(
+            domain.check(&FieldValue::Decimal(31)),
+            Err("between 0.01 and 0.3")
+        );
+        assert_eq!(domain.check(&FieldValue::Null), Ok(()));
+
+        // Beyond what an f64 holds, a bound is written as a string.
+        let c = Category::parse(
+            "x.toml",
+            &category(["", "", "max = \"99999999999999999.99\""], ""),
+        )
+        .unwrap();
+        let domain = &c.fields[2].domain;
+        assert_eq!(
+            domain.check(&FieldValue::Decimal(9_999_999_999_999_999_999)),
+            Ok(())
+        );
+        assert_eq!(
+            domain.check(&FieldValue::Decimal(10_000_000_000_000_000_000)),
+            Err("at most 99999999999999999.99")
+        );
+    }
+
+    #[test]
+    fn allowed_values_compare_as_text_or_numbers() {
+        let c = Category::parse(
+            "x.toml",
+            &category(
+                [
+                    "allowed = [\"Y\", \"N\"]",
+                    "allowed = [\"1\", \"2\"]\nmax = 2",
+                    "",
+                ],
+                "",
+            ),
+        )
+        .unwrap();
+        let (a, n) = (&c.fields[0].domain, &c.fields[1].domain);
+        assert_eq!(a.check(&FieldValue::Str(" Y ")), Ok(()));
+        assert_eq!(a.check(&FieldValue::Str("y")), Err("one of Y, N"));
+        assert_eq!(n.check(&FieldValue::Int(2)), Ok(()));
+        assert_eq!(n.check(&FieldValue::Int(3)), Err("one of 1, 2"));
+        assert!(c.fields[2].domain.is_unconstrained());
+        assert!(!a.is_unconstrained());
+    }
+
+    #[test]
+    fn domain_mistakes_name_the_file_and_line() {
+        let cases = [
+            (
+                ["", "min = 5\nmax = 3", ""],
+                "line 18: field n: `min` 5 is above `max` 3",
+            ),
+            (
+                ["min = 1", "", ""],
+                "line 13: field a: `min` is for int, long and decimal fields, not string",
+            ),
+            (
+                ["", "", "allowed = [\"1.00\"]"],
+                "line 22: field m: `allowed` is for string, int and long fields, not decimal(scale 2)",
+            ),
+            (
+                ["", "allowed = [\"one\"]", ""],
+                "line 17: field n: allowed value \"one\" is not int",
+            ),
+            (
+                ["", "allowed = []", ""],
+                "line 17: field n: `allowed` is empty",
+            ),
+            (
+                ["", "allowed = [\"1\", \"7\"]\nmax = 5", ""],
+                "line 17: field n: allowed value 7 is not at most 5",
+            ),
+            (
+                ["", "", "min = 0.001"],
+                "line 22: field m: `min` 0.001 is not decimal(scale 2)",
+            ),
+            (
+                ["", "max = 3000000000", ""],
+                "line 17: field n: `max` 3000000000 is not int",
+            ),
+            (
+                ["", "min = true", ""],
+                "line 17: field n: `min` must be a number, not boolean",
+            ),
+        ];
+        for (extra, expected) in cases {
+            let err = error(&category(extra, ""));
+            assert!(err.starts_with(&format!("x.toml: {expected}")), "{err}");
+        }
+        let dated = category(
+            ["", "", ""],
+            "[[field]]\nname = \"d\"\ntype = \"date\"\nformat = \"%Y-%m-%d\"\nallowed = [\"2026-01-01\"]\n",
+        );
+        let err = error(&dated);
+        assert!(
+            err.starts_with("x.toml: line 27: field d: `allowed` is for string"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_quarantine_policy_defaults_to_record() {
+        let c = Category::parse("x.toml", &category(["", "", ""], "")).unwrap();
+        assert_eq!(c.bad_records, BadRecordPolicy::Record);
+        assert!(!c.validates_first());
+
+        let file = category(["", "", ""], "[quarantine]\nbad_records = \"file\"\n");
+        let c = Category::parse("x.toml", &file).unwrap();
+        assert_eq!(c.bad_records, BadRecordPolicy::File);
+        assert!(c.validates_first());
+
+        let record = category(["", "", ""], "[quarantine]\nbad_records = \"record\"\n");
+        assert_eq!(
+            Category::parse("x.toml", &record).unwrap().bad_records,
+            BadRecordPolicy::Record
+        );
+
+        let err = error(&category(
+            ["", "", ""],
+            "[quarantine]\nbad_records = \"batch\"\n",
+        ));
+        assert!(err.contains("line 24") && err.contains("batch"), "{err}");
+    }
+
+    #[test]
+    fn the_builtin_layout_declares_its_trailer_and_domains() {
+        let catalog = Catalog::builtin().unwrap();
+        let c = catalog.categorize("accounts.csv").unwrap();
+        let trailer = c.trailer.as_ref().unwrap();
+        assert_eq!(
+            (trailer.marker.as_str(), trailer.count_column),
+            ("TRAILER", 1)
+        );
+        assert!(!trailer.required);
+        assert_eq!(
+            trailer.sums,
+            [TrailerSum {
+                column: 2,
+                field: "CycleEndingBalance".into()
+            }]
+        );
+        assert!(c.validates_first());
+        let card_type = c
+            .fields
+            .iter()
+            .find(|f| f.name == "CreditCardType")
+            .unwrap();
+        assert_eq!(
+            card_type.domain.check(&FieldValue::Int(3)),
+            Err("one of 1, 2")
+        );
+    }
+
+    #[test]
+    fn trailer_mistakes_name_the_file_and_line() {
+        let trailer =
+            |body: &str| category(["", "", ""], &format!("[trailer]\nmarker = \"T\"\n{body}"));
+        let cases = [
+            (
+                "count_column = 0\n",
+                "line 25: trailer: `count_column` 0 is the marker's cell",
+            ),
+            (
+                "count_column = 1\n[[trailer.sum]]\ncolumn = 1\nfield = \"m\"\n",
+                "line 26: trailer: sum column 1 is already",
+            ),
+            (
+                "count_column = 1\n[[trailer.sum]]\ncolumn = 2\nfield = \"z\"\n",
+                "line 26: trailer: sum of unknown field z",
+            ),
+            (
+                "count_column = 1\n[[trailer.sum]]\ncolumn = 2\nfield = \"a\"\n",
+                "line 26: trailer: sum of field a, a string",
+            ),
+            (
+                "count_column = 1\n[[trailer.sum]]\ncolumn = 2\nfield = \"m\"\n[[trailer.sum]]\ncolumn = 3\nfield = \"m\"\n",
+                "line 29: trailer: field m is summed twice",
+            ),
+        ];
+        for (body, expected) in cases {
+            let err = error(&trailer(body));
+            assert!(err.starts_with(&format!("x.toml: {expected}")), "{err}");
+        }
+        let err = error(&category(
+            ["", "", ""],
+            "[trailer]\nmarker = \" T\"\ncount_column = 1\n",
+        ));
+        assert!(err.contains("line 23: trailer: `marker`"), "{err}");
+        let ok =
+            Category::parse("x.toml", &trailer("count_column = 1\nrequired = true\n")).unwrap();
+        assert!(ok.trailer.unwrap().required);
+    }
+
+    #[test]
+    fn decimals_format_back_exactly() {
+        for (unscaled, scale, text) in [
+            (100_010, 2, "1000.10"),
+            (-5, 2, "-0.05"),
+            (0, 2, "0.00"),
+            (7, 0, "7"),
+            (-1_234, 3, "-1.234"),
+        ] {
+            assert_eq!(format_decimal(unscaled, scale), text);
+            assert_eq!(parse_decimal(text, scale), Some(unscaled));
+        }
     }
 }

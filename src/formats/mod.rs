@@ -4,6 +4,8 @@
 //! format, and the layout of their records. Parsers turn bytes into typed field values
 //! without allocating per field, and report what they could not read as [`RecordIssue`]s
 //! (one record) or a [`FileDrift`] (the whole file), each with a drift class and where.
+//! A layout may also declare value domains, a trailer with control totals and how much one
+//! bad record holds back ([`BadRecordPolicy`]).
 //!
 //! Architecture Invariant: formats knows nothing of Kafka, Avro or the registry; it turns
 //! bytes into values and says what is wrong with them. It never drops a record silently:
@@ -15,7 +17,10 @@ mod mask;
 mod value;
 
 pub use self::csv::parse_csv;
-pub use layout::{Catalog, Category, FieldSpec, FieldType, FormatSpec, LayoutError};
+pub use layout::{
+    BadRecordPolicy, Catalog, Category, Domain, FieldSpec, FieldType, FormatSpec, LayoutError,
+    TrailerSpec, TrailerSum,
+};
 pub use mask::mask_card_numbers;
 pub use value::{FieldValue, ParsedRecord, Position};
 
@@ -36,11 +41,16 @@ pub enum DriftClass {
     /// A record has more or fewer fields than its header.
     WrongFieldCount,
     /// A value does not parse as its declared type.
-    BadValue,
+    TypeMismatch,
+    /// A value parses but lies outside the field's declared domain.
+    OutOfDomain,
     /// A required value is empty.
     MissingValue,
     /// The bytes are not valid in the file's encoding.
     Encoding,
+    /// The trailer's control totals do not match the records, or the trailer is missing,
+    /// unreadable or not last.
+    TrailerMismatch,
     /// The file has no header or no structure at all.
     Malformed,
     /// No category matches the file.
@@ -58,9 +68,11 @@ impl DriftClass {
             DriftClass::RenamedColumn => "RENAMED_COLUMN",
             DriftClass::ReorderedColumns => "REORDERED_COLUMNS",
             DriftClass::WrongFieldCount => "WRONG_FIELD_COUNT",
-            DriftClass::BadValue => "BAD_VALUE",
+            DriftClass::TypeMismatch => "TYPE_MISMATCH",
+            DriftClass::OutOfDomain => "OUT_OF_DOMAIN",
             DriftClass::MissingValue => "MISSING_VALUE",
             DriftClass::Encoding => "ENCODING",
+            DriftClass::TrailerMismatch => "TRAILER_MISMATCH",
             DriftClass::Malformed => "MALFORMED",
             DriftClass::UnknownCategory => "UNKNOWN_CATEGORY",
             DriftClass::SchemaViolation => "SCHEMA_VIOLATION",
@@ -82,7 +94,8 @@ pub struct FileDrift {
     pub field: Option<String>,
     pub expected: Option<String>,
     pub actual: Option<String>,
-    /// Data records the file holds (all of which are held with it).
+    /// Data records the file holds (all of which are held with it). A `TRAILER_MISMATCH`
+    /// is found at the end, after they were handed on: see [`parse_csv`].
     pub records: u64,
 }
 
@@ -99,12 +112,65 @@ pub struct RecordIssue {
 }
 
 /// Counts of one parse.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ParseSummary {
-    /// Data records seen (header excluded).
+    /// Data records seen (header and trailer excluded).
     pub records: u64,
     /// Records handed on as parsed.
     pub parsed: u64,
     /// Records reported as issues.
     pub issues: u64,
+    /// The trailer's reconciliation, when the file had a trailer and it matched. A trailer
+    /// that does not match is a [`FileDrift`] instead.
+    pub trailer: Option<TrailerCheck>,
+}
+
+/// A trailer that reconciled: every value it states equals what was computed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrailerCheck {
+    /// 1-based line of the trailer row.
+    pub line: u64,
+    /// Data records, as stated and counted.
+    pub records: u64,
+    /// Control totals, as stated and summed, in layout order of `[[trailer.sum]]`.
+    pub sums: Vec<ControlTotal>,
+}
+
+/// One control total: the exact sum of a numeric field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ControlTotal {
+    pub field: String,
+    /// The sum as an unscaled integer at `scale`.
+    pub unscaled: i128,
+    pub scale: u32,
+}
+
+impl std::fmt::Display for ControlTotal {
+    /// The total as a decimal, e.g. `1234.50`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&layout::format_decimal(self.unscaled, self.scale))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drift_classes_are_written_as_their_labels() {
+        for (class, label) in [
+            (DriftClass::TypeMismatch, "TYPE_MISMATCH"),
+            (DriftClass::OutOfDomain, "OUT_OF_DOMAIN"),
+            (DriftClass::TrailerMismatch, "TRAILER_MISMATCH"),
+            (DriftClass::WrongFieldCount, "WRONG_FIELD_COUNT"),
+        ] {
+            assert_eq!(class.as_str(), label);
+            assert_eq!(class.to_string(), label);
+            // Serde writes the same label, and reads it back.
+            let json = serde_json::to_string(&class).unwrap();
+            assert_eq!(json, format!("\"{label}\""));
+            assert_eq!(serde_json::from_str::<DriftClass>(&json).unwrap(), class);
+        }
+        assert!(serde_json::from_str::<DriftClass>("\"BAD_VALUE\"").is_err());
+    }
 }

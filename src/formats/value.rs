@@ -14,6 +14,19 @@ pub enum FieldValue<'a> {
     Date(i32),
 }
 
+impl FieldValue<'_> {
+    /// An int, long or decimal as an unscaled integer (at the field's scale); `None` for
+    /// other values. Sums and bounds compare on this, so decimals stay exact.
+    pub fn as_unscaled(&self) -> Option<i128> {
+        match *self {
+            FieldValue::Int(i) => Some(i128::from(i)),
+            FieldValue::Long(l) => Some(i128::from(l)),
+            FieldValue::Decimal(d) => Some(d),
+            FieldValue::Null | FieldValue::Str(_) | FieldValue::Date(_) => None,
+        }
+    }
+}
+
 /// Where a record sits in its file.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Position {
