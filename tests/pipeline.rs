@@ -775,6 +775,8 @@ async fn quarantine_by_path(s: &Scenario) -> Result<BTreeMap<String, Vec<Value>>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_drift_class_lands_in_quarantine_while_other_files_flow() -> Result<()> {
     const ROWS: usize = 20;
+    /// A test card number (Visa's), planted where it does not belong.
+    const PAN: &str = "4111111111111111";
     let base = |seed: u64| account_master_csv(ROWS, seed, "2026-10-31", &[]);
     let mut encoding = plant(&base(38), 5, "StateCode", "ZZENC").into_bytes();
     let at = encoding.windows(5).position(|w| w == b"ZZENC").unwrap();
@@ -812,7 +814,7 @@ async fn each_drift_class_lands_in_quarantine_while_other_files_flow() -> Result
         ),
         (
             "TYPE_MISMATCH",
-            plant(&base(36), 3, "DaysPastDue", "three").into_bytes(),
+            plant(&base(36), 3, "DaysPastDue", PAN).into_bytes(),
             false,
         ),
         (
@@ -905,6 +907,23 @@ async fn each_drift_class_lands_in_quarantine_while_other_files_flow() -> Result
             ensure!(
                 matches!(field(q, "byte_offset"), Value::Union(1, _)),
                 "{class}: no byte offset"
+            );
+        }
+    }
+    // A card number where a number of days was expected is shown masked, never in clear,
+    // in any field of any quarantine or ledger record.
+    let mismatch = &held["acme-bank/accounts_type_mismatch.csv"][0];
+    ensure!(
+        field(mismatch, "actual")
+            == &Value::Union(1, Box::new(Value::String("411111******1111".into()))),
+        "{mismatch:?}"
+    );
+    for topic in ["quarantine", "file-ledger"] {
+        for (_, value) in read_topic(&s.tansu.bootstrap(), &s.topic(topic))? {
+            let bytes = value.unwrap_or_default();
+            ensure!(
+                !bytes.windows(PAN.len()).any(|w| w == PAN.as_bytes()),
+                "a clear card number in {topic}"
             );
         }
     }
