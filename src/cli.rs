@@ -17,7 +17,8 @@ use crate::streams::DescribeFormat;
 #[command(name = "credstream", version, about, long_about = None)]
 #[command(
     after_help = "Exit codes: 0 success; 1 failure while running (a bug or bad state); \
-2 bad command line or configuration; 3 an outside system (broker, registry, store) was unavailable.\n\n\
+2 bad command line or configuration; 3 an outside system (broker, registry, store) was unavailable; \
+4 (parse) the file did not parse cleanly.\n\n\
 Every configuration key can be set by an environment variable: CREDSTREAM_<SECTION>__<KEY>, \
 e.g. CREDSTREAM_KAFKA__BOOTSTRAP_SERVERS=broker:9092."
 )]
@@ -86,6 +87,19 @@ pub enum Command {
         /// The file's SHA-256 (lower-case hex), as in `/v1/files`.
         #[arg(long = "file", value_name = "SHA256")]
         sha256: String,
+    },
+    /// Parse one file with its layout and print its records as JSON lines, then a verdict
+    /// line with counts and the trailer reconciliation. Needs no Kafka, registry or raw
+    /// store. Exit code 4 when a record or the whole file would be quarantined.
+    Parse {
+        /// The file to parse.
+        file: PathBuf,
+        /// The category (layout) to parse it with; default: the one its name matches.
+        #[arg(long)]
+        category: Option<String>,
+        /// A configuration file, for `topology.dir` (default: the built-in layouts).
+        #[arg(long, short, env = "CREDSTREAM_CONFIG")]
+        config: Option<PathBuf>,
     },
     /// Inspect the stream topology.
     Topology {

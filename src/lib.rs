@@ -23,6 +23,7 @@ pub mod credit;
 pub mod demo;
 pub mod error;
 pub mod formats;
+pub mod inspect;
 pub mod metrics;
 pub mod poller;
 pub mod query;

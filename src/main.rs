@@ -83,6 +83,26 @@ async fn run(command: Command) -> Result<(), Error> {
             });
             app.wait().await
         }
+        Command::Parse {
+            file,
+            category,
+            config,
+        } => {
+            let config = Config::load(config.as_deref())?;
+            let catalog = match &config.topology.dir {
+                Some(dir) => credstream::formats::Catalog::load_dir(dir)?,
+                None => credstream::formats::Catalog::builtin()?,
+            };
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let outcome =
+                credstream::inspect::parse_file(&file, category.as_deref(), &catalog, &mut out)?;
+            std::io::Write::flush(&mut out).map_err(|e| Error::io("writing the output", e))?;
+            if !outcome.is_clean() {
+                std::process::exit(4);
+            }
+            Ok(())
+        }
         Command::Replay { config, sha256 } => {
             let config = Config::load(Some(&config))?;
             let arrival = app::request_replay(&config, &sha256).await?;

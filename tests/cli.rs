@@ -185,7 +185,7 @@ fn help_lists_every_command() -> Result<()> {
     let out = credstream().arg("--help").output()?;
     ensure!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
-    for command in ["run", "demo", "registry", "Exit codes"] {
+    for command in ["run", "demo", "registry", "replay", "parse", "Exit codes"] {
         ensure!(help.contains(command), "--help lacks {command}:\n{help}");
     }
     Ok(())
@@ -218,6 +218,61 @@ fn topology_describe_prints_text_mermaid_and_dot() -> Result<()> {
     ensure!(
         dot.starts_with("digraph") && dot.contains("\"credstream-dedup-changelog\""),
         "{dot}"
+    );
+    Ok(())
+}
+
+#[test]
+fn parse_prints_records_and_a_verdict_without_any_service() -> Result<()> {
+    use credstream::samples::{TrailerFault, account_master_csv_with_trailer, with_bad_trailer};
+    let dir = tempfile::tempdir()?;
+    let good = dir.path().join("accounts_2026-10.csv");
+    std::fs::write(&good, account_master_csv_with_trailer(12, 9, "2026-10-31"))?;
+    let out = credstream().arg("parse").arg(&good).output()?;
+    ensure!(
+        out.status.code() == Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)?
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    ensure!(lines.len() == 13, "{} lines", lines.len());
+    ensure!(lines[..12].iter().all(|l| l["type"] == "record"));
+    let verdict = &lines[12];
+    ensure!(
+        verdict["category"] == "card.accounts"
+            && verdict["reconciliation"]["status"] == "RECONCILED",
+        "{verdict}"
+    );
+
+    // A trailer that does not add up: the verdict says so, and the exit code is 4.
+    let bad = dir.path().join("accounts_2026-11.csv");
+    std::fs::write(
+        &bad,
+        with_bad_trailer(
+            &account_master_csv_with_trailer(12, 9, "2026-11-30"),
+            TrailerFault::Sum,
+        ),
+    )?;
+    let out = credstream().arg("parse").arg(&bad).output()?;
+    ensure!(out.status.code() == Some(4), "exit {:?}", out.status.code());
+    let text = String::from_utf8(out.stdout)?;
+    let verdict: serde_json::Value = serde_json::from_str(text.lines().last().unwrap())?;
+    ensure!(
+        verdict["reconciliation"]["class"] == "TRAILER_MISMATCH",
+        "{verdict}"
+    );
+
+    // A file no category matches: a usage error naming the way out.
+    let odd = dir.path().join("odd.txt");
+    std::fs::write(&odd, "x")?;
+    let out = credstream().arg("parse").arg(&odd).output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.code() == Some(2) && err.contains("--category"),
+        "{err}"
     );
     Ok(())
 }
