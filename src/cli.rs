@@ -101,6 +101,35 @@ pub enum Command {
         #[arg(long, short, env = "CREDSTREAM_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Write a realistic synthetic issuer file, deterministic for a seed: for demos,
+    /// tests and benchmarks. Streams to the output, so millions of records fit in no memory.
+    Gen {
+        /// What to generate. Only the account master snapshot exists so far.
+        #[arg(value_enum)]
+        kind: GenKind,
+        /// Data records to write.
+        #[arg(long, default_value_t = 10_000)]
+        records: usize,
+        /// Seed: the same seed and arguments always give the same bytes.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Cycle end date of the snapshot (YYYY-MM-DD).
+        #[arg(long, default_value = "2026-10-31")]
+        cycle_end: String,
+        /// Append a trailer row with the record count and the balance total.
+        #[arg(long)]
+        trailer: bool,
+        /// Make the trailer wrong (implies --trailer): one record too many, or one cent.
+        #[arg(long, value_enum)]
+        bad_trailer: Option<TrailerFaultArg>,
+        /// Drift: add an undeclared column (repeatable), as a client changing its extract
+        /// without notice does.
+        #[arg(long = "extra-column", value_name = "NAME")]
+        extra_columns: Vec<String>,
+        /// Output file; `-` for standard output.
+        #[arg(long, short, default_value = "-")]
+        out: PathBuf,
+    },
     /// Inspect the stream topology.
     Topology {
         #[command(subcommand)]
@@ -159,4 +188,18 @@ fn parse_property(text: &str) -> Result<(String, String), String> {
         return Err(format!("empty property name in {text:?}"));
     }
     Ok((k.trim().to_string(), v.to_string()))
+}
+
+/// Kinds of synthetic file `credstream gen` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum GenKind {
+    /// Account master snapshot, CSV (FR Y-14M D.1 names): category card.accounts.
+    Accounts,
+}
+
+/// What a bad trailer gets wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TrailerFaultArg {
+    Count,
+    Sum,
 }

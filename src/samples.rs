@@ -48,7 +48,7 @@ pub fn account_master_csv(
 /// `TRAILER,<rows>,<sum of CycleEndingBalance>`.
 pub fn account_master_csv_with_trailer(rows: usize, seed: u64, cycle_end: &str) -> String {
     let (mut out, balances) = generate_accounts(rows, seed, cycle_end, &[]);
-    let _ = writeln!(out, "{TRAILER_MARKER},{rows},{}", money(balances));
+    out.push_str(&accounts_trailer(rows, balances));
     out
 }
 
@@ -130,16 +130,39 @@ fn generate_accounts(
     cycle_end: &str,
     extra_columns: &[&str],
 ) -> (String, i64) {
+    let mut out = Vec::with_capacity(rows * 160);
+    let balances = write_accounts(&mut out, rows, seed, cycle_end, extra_columns, |_| {})
+        .expect("writing to memory does not fail");
+    (
+        String::from_utf8(out).expect("the generator writes UTF-8"),
+        balances,
+    )
+}
+
+/// Writes an account master snapshot of `rows` accounts to `out` one row at a time (a
+/// file of millions of rows never sits in memory), calling `progress` with the rows
+/// written every 100 000 rows. Returns the sum of the cycle ending balances in cents,
+/// for a trailer. The same arguments always write the same bytes.
+pub fn write_accounts(
+    out: &mut impl std::io::Write,
+    rows: usize,
+    seed: u64,
+    cycle_end: &str,
+    extra_columns: &[&str],
+    mut progress: impl FnMut(usize),
+) -> std::io::Result<i64> {
     let mut balances = 0i64;
     let mut rng = fastrand::Rng::with_seed(seed);
-    let mut out = String::with_capacity(rows * 160);
-    out.push_str(&ACCOUNT_COLUMNS.join(","));
+    let mut line = String::with_capacity(256);
+    line.push_str(&ACCOUNT_COLUMNS.join(","));
     for c in extra_columns {
-        out.push(',');
-        out.push_str(c);
+        line.push(',');
+        line.push_str(c);
     }
-    out.push('\n');
+    line.push('\n');
+    out.write_all(line.as_bytes())?;
     for i in 0..rows {
+        line.clear();
         let limit = rng.i64(5..=250) * 10_000;
         let begin = rng.i64(0..=limit);
         let payment = rng.i64(0..=begin.max(1));
@@ -176,7 +199,7 @@ fn generate_accounts(
         let original_limit = money(limit - rng.i64(0..=limit / 2));
         let original_limit = optional(&mut rng, original_limit);
         let _ = write!(
-            out,
+            line,
             "ACC{seed:04}{i:08},CUS{:08},{card_type},{product},{state},{zip},{opened},{cycle_end},{original_limit},{},{},{},{},{},{},{days_past_due}",
             rng.u32(..100_000_000),
             money(limit),
@@ -187,11 +210,20 @@ fn generate_accounts(
             money(past_due),
         );
         for _ in extra_columns {
-            let _ = write!(out, ",{}.{:02}", rng.u8(0..30), rng.u8(0..100));
+            let _ = write!(line, ",{}.{:02}", rng.u8(0..30), rng.u8(0..100));
         }
-        out.push('\n');
+        line.push('\n');
+        out.write_all(line.as_bytes())?;
+        if (i + 1) % 100_000 == 0 {
+            progress(i + 1);
+        }
     }
-    (out, balances)
+    Ok(balances)
+}
+
+/// The trailer row of an account master whose balances sum to `balances` cents.
+pub fn accounts_trailer(rows: usize, balances: i64) -> String {
+    format!("{TRAILER_MARKER},{rows},{}\n", money(balances))
 }
 
 #[cfg(test)]
