@@ -14,6 +14,7 @@
 mod csv;
 mod layout;
 mod mask;
+pub mod metro2;
 mod value;
 
 pub use self::csv::parse_csv;

@@ -1,0 +1,1302 @@
+//! Metro 2® character format (CDIA, 426-byte base segment): the header, data records with
+//! their optional J1, J2, K1-K4, L1 and N1 segments, and the trailer's counts.
+//!
+//! Framing. Every record starts with a 4-digit record descriptor word (RDW), its length in
+//! bytes including the RDW. A blocked file puts a 4-digit block descriptor word (BDW) before
+//! it; the header says which of the two a file uses. Line breaks (`\n`, `\r\n`) may separate
+//! records or wrap one record over several lines; they are never part of a record. Blank
+//! bytes after the segments of a record (inside its RDW or at the end of its line) are
+//! padding. A file whose header RDW cannot be a length (under 426) is read one record per
+//! line, and its RDWs are kept but not used ([`Framing::Lines`]).
+//!
+//! Numbers are zero-filled (all blank reads as 0), dates are MMDDYYYY (all zeros or blank is
+//! no date), money is whole dollars. Text is kept trimmed, except byte 20 of the base segment
+//! (correction indicator for some, reserved for others), which is kept as it is.
+//!
+//! Architecture Invariant: every framed data record is in [`Metro2File::records`], and
+//! whatever is wrong with it is in [`Metro2File::issues`] under its position. A value that
+//! could not be read is never guessed: it is `0` or `None`, with an issue saying so.
+
+use std::borrow::Cow;
+
+use chrono::{NaiveDate, NaiveDateTime};
+
+use super::mask::mask_card_numbers;
+use super::value::Position;
+use super::{DriftClass, FileDrift, RecordIssue};
+
+/// Length of the header, the base segment and the trailer, RDW included.
+const RECORD_LEN: usize = 426;
+
+/// The per-status counts a trailer carries, in the order of [`Trailer::status_counts`].
+pub const STATUS_CODES: [&str; 23] = [
+    "05", "11", "13", "61", "62", "63", "64", "65", "71", "78", "80", "82", "83", "84", "88", "89",
+    "93", "94", "95", "96", "97", "DA", "DF",
+];
+
+/// How a file's records are delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// Each record is as long as its RDW says.
+    Rdw { blocked: bool },
+    /// Each line is one record; the RDWs are not lengths (the header's is under 426).
+    Lines { blocked: bool },
+}
+
+/// A parsed file. Records with issues are here too; see the module invariant.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Metro2File {
+    pub framing: Framing,
+    pub header: Header,
+    pub records: Vec<BaseRecord>,
+    pub trailer: Option<Trailer>,
+    /// Problems of single records (and of the header or trailer, named in the reason).
+    pub issues: Vec<RecordIssue>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Header {
+    pub block_descriptor_word: Option<u32>,
+    pub record_descriptor_word: u32,
+    pub cycle_identifier: String,
+    pub innovis_program_identifier: String,
+    pub equifax_program_identifier: String,
+    pub experian_program_identifier: String,
+    pub transunion_program_identifier: String,
+    pub activity_date: Option<NaiveDate>,
+    pub date_created: Option<NaiveDate>,
+    pub program_date: Option<NaiveDate>,
+    pub program_revision_date: Option<NaiveDate>,
+    pub reporter_name: String,
+    pub reporter_address: String,
+    pub reporter_telephone_number: String,
+    pub software_vendor_name: String,
+    pub software_version_number: String,
+    pub prbc_program_identifier: String,
+}
+
+/// One data record: the base segment and the segments that follow it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BaseRecord {
+    pub position: Position,
+    pub block_descriptor_word: Option<u32>,
+    pub base: BaseSegment,
+    pub j1: Vec<J1>,
+    pub j2: Vec<J2>,
+    pub k1: Option<K1>,
+    pub k2: Option<K2>,
+    pub k3: Option<K3>,
+    pub k4: Option<K4>,
+    pub l1: Option<L1>,
+    pub n1: Option<N1>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BaseSegment {
+    pub record_descriptor_word: u32,
+    pub processing_indicator: String,
+    pub time_stamp: Option<NaiveDateTime>,
+    /// Byte 20, untrimmed: moov reads a correction indicator, CFPB a reserved byte.
+    pub correction_indicator: String,
+    pub identification_number: String,
+    pub cycle_identifier: String,
+    pub consumer_account_number: String,
+    pub portfolio_type: String,
+    pub account_type: String,
+    pub date_opened: Option<NaiveDate>,
+    pub credit_limit: u64,
+    pub highest_credit: u64,
+    pub terms_duration: String,
+    pub terms_frequency: String,
+    pub scheduled_monthly_payment: u64,
+    pub actual_payment_amount: u64,
+    pub account_status: String,
+    pub payment_rating: String,
+    pub payment_history_profile: String,
+    pub special_comment: String,
+    pub compliance_condition_code: String,
+    pub current_balance: u64,
+    pub amount_past_due: u64,
+    pub original_charge_off_amount: u64,
+    pub date_of_account_information: Option<NaiveDate>,
+    pub date_of_first_delinquency: Option<NaiveDate>,
+    pub date_closed: Option<NaiveDate>,
+    pub date_of_last_payment: Option<NaiveDate>,
+    pub interest_type_indicator: String,
+    pub consumer_transaction_type: String,
+    pub surname: String,
+    pub first_name: String,
+    pub middle_name: String,
+    pub generation_code: String,
+    pub social_security_number: String,
+    pub date_of_birth: Option<NaiveDate>,
+    pub telephone_number: String,
+    pub ecoa_code: String,
+    pub consumer_information_indicator: String,
+    pub country_code: String,
+    pub first_line_of_address: String,
+    pub second_line_of_address: String,
+    pub city: String,
+    pub state: String,
+    pub postal_code: String,
+    pub address_indicator: String,
+    pub residence_code: String,
+}
+
+/// Associated consumer (100 bytes).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct J1 {
+    pub surname: String,
+    pub first_name: String,
+    pub middle_name: String,
+    pub generation_code: String,
+    pub social_security_number: String,
+    pub date_of_birth: Option<NaiveDate>,
+    pub telephone_number: String,
+    pub ecoa_code: String,
+    pub consumer_information_indicator: String,
+}
+
+/// Associated consumer with a different address (200 bytes).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct J2 {
+    /// The fields J2 shares with J1, at the same positions.
+    pub consumer: J1,
+    pub country_code: String,
+    pub first_line_of_address: String,
+    pub second_line_of_address: String,
+    pub city: String,
+    pub state: String,
+    pub postal_code: String,
+    pub address_indicator: String,
+    pub residence_code: String,
+}
+
+/// Original creditor name (34 bytes).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct K1 {
+    pub original_creditor_name: String,
+    pub creditor_classification: String,
+}
+
+/// Purchased from / sold to (34 bytes).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct K2 {
+    pub purchased_sold_indicator: String,
+    pub purchased_sold_name: String,
+}
+
+/// Mortgage information (40 bytes).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct K3 {
+    pub agency_identifier: String,
+    pub agency_account_number: String,
+    pub mortgage_identification_number: String,
+}
+
+/// Specialized payment information (30 bytes).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct K4 {
+    pub specialized_payment_indicator: String,
+    pub deferred_payment_start_date: Option<NaiveDate>,
+    pub balloon_payment_due_date: Option<NaiveDate>,
+    pub balloon_payment_amount: u64,
+}
+
+/// Account number or identification number change (54 bytes).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct L1 {
+    pub change_indicator: String,
+    pub new_consumer_account_number: String,
+    pub new_identification_number: String,
+}
+
+/// Employment (146 bytes).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct N1 {
+    pub employer_name: String,
+    pub first_line_of_employer_address: String,
+    pub second_line_of_employer_address: String,
+    pub employer_city: String,
+    pub employer_state: String,
+    pub employer_postal_code: String,
+    pub occupation: String,
+}
+
+/// The trailer: counts only, never money.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Trailer {
+    pub block_descriptor_word: Option<u32>,
+    pub record_descriptor_word: u32,
+    pub total_base_records: u64,
+    pub block_count: u64,
+    /// Per-status counts, in the order of [`STATUS_CODES`].
+    pub status_counts: [u64; 23],
+    pub total_ecoa_code_z: u64,
+    pub total_j1_segments: u64,
+    pub total_j2_segments: u64,
+    pub total_employment_segments: u64,
+    pub total_original_creditor_segments: u64,
+    pub total_purchased_sold_segments: u64,
+    pub total_mortgage_segments: u64,
+    pub total_specialized_payment_segments: u64,
+    pub total_change_segments: u64,
+    pub total_ssn_all_segments: u64,
+    pub total_ssn_base_segments: u64,
+    pub total_ssn_j1_segments: u64,
+    pub total_ssn_j2_segments: u64,
+    pub total_dob_all_segments: u64,
+    pub total_dob_base_segments: u64,
+    pub total_dob_j1_segments: u64,
+    pub total_dob_j2_segments: u64,
+    pub total_telephone_all_segments: u64,
+}
+
+impl Trailer {
+    /// The trailer's count of records with account status `code`, if it carries one.
+    pub fn status_count(&self, code: &str) -> Option<u64> {
+        let i = STATUS_CODES.iter().position(|c| *c == code)?;
+        Some(self.status_counts[i])
+    }
+}
+
+/// A trailer count that differs from what was parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrailerDifference {
+    /// `total_base_records`, `status_XX`, `total_j1_segments`, `total_j2_segments`, or
+    /// `trailer` when the file has none.
+    pub field: String,
+    /// The trailer's value; `None` when there is no trailer.
+    pub trailer: Option<u64>,
+    pub parsed: u64,
+}
+
+/// Parses a whole file. A file without a header, or whose records cannot be framed, is a
+/// [`FileDrift`]; everything else is in the result, problems of single records included.
+pub fn parse_metro2(bytes: &[u8]) -> Result<Metro2File, FileDrift> {
+    let framing = detect_framing(bytes)?;
+    let frames = frame(bytes, framing)?;
+    let mut frames = frames.into_iter();
+    let first = frames
+        .next()
+        .ok_or_else(|| malformed("the file is empty", 0))?;
+    let mut issues = Vec::new();
+    if !first.is(b"HEADER") {
+        return Err(malformed("the first record is not a HEADER", 0));
+    }
+    let header = parse_header(&first, &mut issues);
+    let mut records = Vec::new();
+    let mut trailer: Option<Trailer> = None;
+    for f in frames {
+        let position = Position {
+            record_index: records.len() as u64,
+            line: f.line,
+            byte_offset: f.start as u64,
+        };
+        if f.is(b"TRAILER") {
+            if trailer.is_some() {
+                issues.push(issue_at(position, "a second TRAILER record"));
+            } else {
+                trailer = Some(parse_trailer(&f, &mut issues));
+            }
+            continue;
+        }
+        if f.is(b"HEADER") {
+            issues.push(issue_at(position, "a second HEADER record"));
+            continue;
+        }
+        if trailer.is_some() {
+            issues.push(issue_at(position, "a data record after the TRAILER"));
+        }
+        records.push(parse_frame(&f, position, &mut issues));
+    }
+    Ok(Metro2File {
+        framing,
+        header,
+        records,
+        trailer,
+        issues,
+    })
+}
+
+/// Parses one data record (optionally after its BDW), e.g. a single record cut from a file.
+pub fn parse_data_record(bytes: &[u8]) -> Result<(BaseRecord, Vec<RecordIssue>), FileDrift> {
+    let blocked = word(bytes, 0)
+        .and_then(|(_, q)| word(bytes, q))
+        .is_some_and(|(rdw, q)| rdw as usize >= RECORD_LEN && bytes.get(q) == Some(&b'1'));
+    let mut frames = frame(bytes, Framing::Rdw { blocked })?.into_iter();
+    let f = frames
+        .next()
+        .ok_or_else(|| malformed("no record in the bytes", 0))?;
+    if frames.next().is_some() {
+        return Err(malformed("more than one record in the bytes", 0));
+    }
+    let mut issues = Vec::new();
+    let position = Position {
+        record_index: 0,
+        line: f.line,
+        byte_offset: f.start as u64,
+    };
+    let record = parse_frame(&f, position, &mut issues);
+    Ok((record, issues))
+}
+
+/// Compares the trailer's total base records, per-status counts and J1/J2 counts with the
+/// records parsed (all of them, issues or not: the sender counted what it sent).
+pub fn reconcile(file: &Metro2File) -> Vec<TrailerDifference> {
+    let parsed_records = file.records.len() as u64;
+    let Some(t) = &file.trailer else {
+        return vec![TrailerDifference {
+            field: "trailer".to_owned(),
+            trailer: None,
+            parsed: parsed_records,
+        }];
+    };
+    let mut status = [0u64; 23];
+    for r in &file.records {
+        if let Some(i) = STATUS_CODES
+            .iter()
+            .position(|c| *c == r.base.account_status)
+        {
+            status[i] += 1;
+        }
+    }
+    let j1 = file.records.iter().map(|r| r.j1.len() as u64).sum();
+    let j2 = file.records.iter().map(|r| r.j2.len() as u64).sum();
+    let mut checks = vec![(
+        "total_base_records".to_owned(),
+        t.total_base_records,
+        parsed_records,
+    )];
+    for (i, code) in STATUS_CODES.iter().enumerate() {
+        checks.push((format!("status_{code}"), t.status_counts[i], status[i]));
+    }
+    checks.push(("total_j1_segments".to_owned(), t.total_j1_segments, j1));
+    checks.push(("total_j2_segments".to_owned(), t.total_j2_segments, j2));
+    checks
+        .into_iter()
+        .filter(|(_, stated, parsed)| stated != parsed)
+        .map(|(field, stated, parsed)| TrailerDifference {
+            field,
+            trailer: Some(stated),
+            parsed,
+        })
+        .collect()
+}
+
+/// One framed record: its bytes from the RDW on, line breaks removed.
+struct Frame {
+    start: usize,
+    line: u64,
+    bdw: Option<u32>,
+    rdw: u32,
+    bytes: Vec<u8>,
+    /// Why the RDW or BDW disagrees with the bytes.
+    problem: Option<String>,
+    lines_mode: bool,
+}
+
+impl Frame {
+    fn is(&self, ident: &[u8]) -> bool {
+        self.bytes.get(4..4 + ident.len()) == Some(ident)
+    }
+}
+
+fn is_break(b: &u8) -> bool {
+    *b == b'\n' || *b == b'\r'
+}
+
+fn skip_breaks(bytes: &[u8], mut p: usize) -> usize {
+    while bytes.get(p).is_some_and(is_break) {
+        p += 1;
+    }
+    p
+}
+
+/// A 4-digit word at `p`, and where the bytes after it start (line breaks skipped).
+fn word(bytes: &[u8], p: usize) -> Option<(u32, usize)> {
+    let w = bytes.get(p..p + 4)?;
+    if !w.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = w.iter().fold(0, |n, d| n * 10 + u32::from(d - b'0'));
+    Some((n, skip_breaks(bytes, p + 4)))
+}
+
+fn ident_at(bytes: &[u8], p: usize) -> bool {
+    let rest = bytes.get(p..).unwrap_or_default();
+    rest.starts_with(b"HEADER") || rest.starts_with(b"TRAILER")
+}
+
+/// Whether a record starts at `p`: a header or trailer, or a base segment (an RDW of at
+/// least 426, processing indicator `1`, a time stamp whose month is 01-12).
+fn record_starts_at(bytes: &[u8], p: usize, blocked: bool) -> bool {
+    let Some((w, q)) = word(bytes, p) else {
+        return false;
+    };
+    if ident_at(bytes, q) {
+        return true;
+    }
+    let (rdw, q) = if blocked {
+        match word(bytes, q) {
+            Some((_, q2)) if ident_at(bytes, q2) => return true,
+            Some(next) => next,
+            None => return false,
+        }
+    } else {
+        (w, q)
+    };
+    let month = bytes
+        .get(q + 1..q + 3)
+        .filter(|m| m.iter().all(u8::is_ascii_digit))
+        .map(|m| (m[0] - b'0') * 10 + (m[1] - b'0'));
+    rdw as usize >= RECORD_LEN
+        && bytes.get(q) == Some(&b'1')
+        && month.is_some_and(|m| (1..=12).contains(&m))
+}
+
+fn detect_framing(bytes: &[u8]) -> Result<Framing, FileDrift> {
+    let p = skip_breaks(bytes, 0);
+    let no_header = || malformed("no HEADER record at the start of the file", 0);
+    let (w, q) = word(bytes, p).ok_or_else(no_header)?;
+    let (blocked, rdw) = if ident_at(bytes, q) {
+        (false, w)
+    } else {
+        match word(bytes, q) {
+            Some((rdw, q2)) if ident_at(bytes, q2) => (true, rdw),
+            _ => return Err(no_header()),
+        }
+    };
+    if (rdw as usize) < RECORD_LEN {
+        if bytes.iter().any(is_break) {
+            return Ok(Framing::Lines { blocked });
+        }
+        return Err(malformed(
+            &format!(
+                "the header's record descriptor word {rdw} is not a record length and the file has no lines"
+            ),
+            0,
+        ));
+    }
+    Ok(Framing::Rdw { blocked })
+}
+
+fn frame(bytes: &[u8], framing: Framing) -> Result<Vec<Frame>, FileDrift> {
+    match framing {
+        Framing::Rdw { blocked } => frame_rdw(bytes, blocked),
+        Framing::Lines { blocked } => Ok(frame_lines(bytes, blocked)),
+    }
+}
+
+fn frame_rdw(bytes: &[u8], blocked: bool) -> Result<Vec<Frame>, FileDrift> {
+    let mut frames = Vec::new();
+    let (mut p, mut line, mut counted_to) = (0, 1u64, 0);
+    loop {
+        p = skip_breaks(bytes, p);
+        if p >= bytes.len() {
+            break;
+        }
+        line += bytes[counted_to..p].iter().filter(|b| **b == b'\n').count() as u64;
+        counted_to = p;
+        let start = p;
+        let (bdw, q) = match word(bytes, p) {
+            Some((w, q)) if blocked && word(bytes, q).is_some() => (Some(w), q),
+            _ => (None, p),
+        };
+        let Some((rdw, _)) = word(bytes, q) else {
+            let msg = format!("no record descriptor word at byte {q}");
+            return Err(malformed(&msg, frames.len() as u64));
+        };
+        let want = rdw as usize;
+        let mut rec = Vec::with_capacity(want);
+        let mut i = q;
+        while rec.len() < want && i < bytes.len() {
+            if is_break(&bytes[i]) {
+                // A break inside a record wraps it, unless a new record follows.
+                let next = skip_breaks(bytes, i);
+                if next >= bytes.len() || record_starts_at(bytes, next, blocked) {
+                    break;
+                }
+                i = next;
+                continue;
+            }
+            rec.push(bytes[i]);
+            i += 1;
+        }
+        let mut problem = None;
+        if rec.len() < want {
+            problem = Some(format!(
+                "record descriptor word says {rdw} bytes, the record has {}",
+                rec.len()
+            ));
+        } else {
+            let eol = bytes[i..]
+                .iter()
+                .position(is_break)
+                .map_or(bytes.len(), |k| i + k);
+            if bytes[i..eol].iter().all(|b| *b == b' ') {
+                i = eol;
+            } else if !record_starts_at(bytes, i, blocked) {
+                rec.extend_from_slice(&bytes[i..eol]);
+                problem = Some(format!(
+                    "record descriptor word says {rdw} bytes, the record has {}",
+                    rec.len()
+                ));
+                i = eol;
+            }
+        }
+        if let Some(b) = bdw {
+            let block = bytes[start..i].iter().filter(|b| !is_break(b)).count();
+            if problem.is_none() && b as usize != block {
+                problem = Some(format!(
+                    "block descriptor word says {b} bytes, the block has {block}"
+                ));
+            }
+        }
+        frames.push(Frame {
+            start,
+            line,
+            bdw,
+            rdw,
+            bytes: rec,
+            problem,
+            lines_mode: false,
+        });
+        p = i;
+    }
+    Ok(frames)
+}
+
+fn frame_lines(bytes: &[u8], blocked: bool) -> Vec<Frame> {
+    let mut frames = Vec::new();
+    let mut start = 0;
+    for (n, raw) in bytes.split(|b| *b == b'\n').enumerate() {
+        let text = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let offset = start;
+        start += raw.len() + 1;
+        if text.iter().all(|b| *b == b' ') {
+            continue;
+        }
+        let (bdw, rec) = match word(text, 0) {
+            Some((w, _)) if blocked && word(text, 4).is_some() => (Some(w), &text[4..]),
+            _ => (None, text),
+        };
+        frames.push(Frame {
+            start: offset,
+            line: n as u64 + 1,
+            bdw,
+            rdw: word(rec, 0).map_or(0, |(w, _)| w),
+            bytes: rec.to_vec(),
+            problem: None,
+            lines_mode: true,
+        });
+    }
+    frames
+}
+
+/// Reads fields by their 1-based positions in the Metro 2 layout, reporting what it cannot.
+struct Fields<'a, 'i> {
+    bytes: Cow<'a, [u8]>,
+    /// Named in reasons: `base`, `J1`, ..., `header`, `trailer`.
+    segment: &'static str,
+    position: Position,
+    issues: &'i mut Vec<RecordIssue>,
+}
+
+impl Fields<'_, '_> {
+    fn raw(&self, pos: usize, len: usize) -> &[u8] {
+        &self.bytes[pos - 1..pos - 1 + len]
+    }
+
+    fn text(&self, pos: usize, len: usize) -> String {
+        String::from_utf8_lossy(self.raw(pos, len))
+            .trim()
+            .to_owned()
+    }
+
+    fn mismatch(&mut self, field: &str, expected: &str, pos: usize, len: usize) {
+        let actual = String::from_utf8_lossy(self.raw(pos, len)).into_owned();
+        self.issues.push(RecordIssue {
+            class: DriftClass::TypeMismatch,
+            reason: format!(
+                "{} field {field} at position {pos} is not {expected}",
+                self.segment
+            ),
+            field: Some(field.to_owned()),
+            expected: Some(expected.to_owned()),
+            actual: Some(mask_card_numbers(&actual)),
+            position: self.position,
+        });
+    }
+
+    /// A zero-filled number; all blank is 0.
+    fn num(&mut self, field: &str, pos: usize, len: usize) -> u64 {
+        let raw = self.raw(pos, len);
+        if raw.iter().all(|b| *b == b' ') {
+            return 0;
+        }
+        if raw.iter().all(u8::is_ascii_digit) {
+            return raw.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0'));
+        }
+        self.mismatch(field, &format!("{len} digits"), pos, len);
+        0
+    }
+
+    /// MMDDYYYY; all zeros or blank is no date.
+    fn date(&mut self, field: &str, pos: usize) -> Option<NaiveDate> {
+        let raw = self.raw(pos, 8);
+        if raw.iter().all(|b| *b == b'0' || *b == b' ') {
+            return None;
+        }
+        let parsed = std::str::from_utf8(raw)
+            .ok()
+            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| NaiveDate::parse_from_str(s, "%m%d%Y").ok());
+        if parsed.is_none() {
+            self.mismatch(field, "a date MMDDYYYY", pos, 8);
+        }
+        parsed
+    }
+
+    /// MMDDYYYYHHMMSS; all zeros or blank is no time.
+    fn timestamp(&mut self, field: &str, pos: usize) -> Option<NaiveDateTime> {
+        let raw = self.raw(pos, 14);
+        if raw.iter().all(|b| *b == b'0' || *b == b' ') {
+            return None;
+        }
+        let parsed = std::str::from_utf8(raw)
+            .ok()
+            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| NaiveDateTime::parse_from_str(s, "%m%d%Y%H%M%S").ok());
+        if parsed.is_none() {
+            self.mismatch(field, "a time stamp MMDDYYYYHHMMSS", pos, 14);
+        }
+        parsed
+    }
+}
+
+fn fields<'a, 'i>(
+    bytes: &'a [u8],
+    len: usize,
+    segment: &'static str,
+    position: Position,
+    issues: &'i mut Vec<RecordIssue>,
+) -> Fields<'a, 'i> {
+    let bytes = if bytes.len() >= len {
+        Cow::Borrowed(&bytes[..len])
+    } else {
+        let mut padded = bytes.to_vec();
+        padded.resize(len, b' ');
+        Cow::Owned(padded)
+    };
+    Fields {
+        bytes,
+        segment,
+        position,
+        issues,
+    }
+}
+
+fn malformed(reason: &str, records: u64) -> FileDrift {
+    FileDrift {
+        class: DriftClass::Malformed,
+        reason: reason.to_owned(),
+        field: None,
+        expected: None,
+        actual: None,
+        records,
+    }
+}
+
+fn issue_at(position: Position, reason: &str) -> RecordIssue {
+    RecordIssue {
+        class: DriftClass::Malformed,
+        reason: reason.to_owned(),
+        field: None,
+        expected: None,
+        actual: None,
+        position,
+    }
+}
+
+fn report_framing(f: &Frame, what: &str, position: Position, issues: &mut Vec<RecordIssue>) {
+    if let Some(problem) = &f.problem {
+        let mut issue = issue_at(position, &format!("{what}: {problem}"));
+        issue.field = Some("record_descriptor_word".to_owned());
+        issues.push(issue);
+    }
+}
+
+fn parse_header(f: &Frame, issues: &mut Vec<RecordIssue>) -> Header {
+    let position = Position {
+        record_index: 0,
+        line: f.line,
+        byte_offset: f.start as u64,
+    };
+    report_framing(f, "header", position, issues);
+    let mut r = fields(&f.bytes, RECORD_LEN, "header", position, issues);
+    Header {
+        block_descriptor_word: f.bdw,
+        record_descriptor_word: f.rdw,
+        cycle_identifier: r.text(11, 2),
+        innovis_program_identifier: r.text(13, 10),
+        equifax_program_identifier: r.text(23, 10),
+        experian_program_identifier: r.text(33, 5),
+        transunion_program_identifier: r.text(38, 10),
+        activity_date: r.date("activity_date", 48),
+        date_created: r.date("date_created", 56),
+        program_date: r.date("program_date", 64),
+        program_revision_date: r.date("program_revision_date", 72),
+        reporter_name: r.text(80, 40),
+        reporter_address: r.text(120, 96),
+        reporter_telephone_number: r.text(216, 10),
+        software_vendor_name: r.text(226, 40),
+        software_version_number: r.text(266, 5),
+        prbc_program_identifier: r.text(271, 20),
+    }
+}
+
+fn parse_trailer(f: &Frame, issues: &mut Vec<RecordIssue>) -> Trailer {
+    let position = Position {
+        record_index: 0,
+        line: f.line,
+        byte_offset: f.start as u64,
+    };
+    report_framing(f, "trailer", position, issues);
+    let mut r = fields(&f.bytes, RECORD_LEN, "trailer", position, issues);
+    // Positions of the per-status counts, in the order of STATUS_CODES: DA and DF sit
+    // apart from the others.
+    let mut status_counts = [0; 23];
+    for (i, code) in STATUS_CODES.iter().enumerate() {
+        let pos = match *code {
+            "DF" => 30,
+            "DA" => 66,
+            _ => 75 + 9 * i,
+        };
+        status_counts[i] = r.num(&format!("total_status_{code}"), pos, 9);
+    }
+    Trailer {
+        block_descriptor_word: f.bdw,
+        record_descriptor_word: f.rdw,
+        total_base_records: r.num("total_base_records", 12, 9),
+        total_j1_segments: r.num("total_j1_segments", 39, 9),
+        total_j2_segments: r.num("total_j2_segments", 48, 9),
+        block_count: r.num("block_count", 57, 9),
+        status_counts,
+        total_ecoa_code_z: r.num("total_ecoa_code_z", 264, 9),
+        total_employment_segments: r.num("total_employment_segments", 273, 9),
+        total_original_creditor_segments: r.num("total_original_creditor_segments", 282, 9),
+        total_purchased_sold_segments: r.num("total_purchased_sold_segments", 291, 9),
+        total_mortgage_segments: r.num("total_mortgage_segments", 300, 9),
+        total_specialized_payment_segments: r.num("total_specialized_payment_segments", 309, 9),
+        total_change_segments: r.num("total_change_segments", 318, 9),
+        total_ssn_all_segments: r.num("total_ssn_all_segments", 327, 9),
+        total_ssn_base_segments: r.num("total_ssn_base_segments", 336, 9),
+        total_ssn_j1_segments: r.num("total_ssn_j1_segments", 345, 9),
+        total_ssn_j2_segments: r.num("total_ssn_j2_segments", 354, 9),
+        total_dob_all_segments: r.num("total_dob_all_segments", 363, 9),
+        total_dob_base_segments: r.num("total_dob_base_segments", 372, 9),
+        total_dob_j1_segments: r.num("total_dob_j1_segments", 381, 9),
+        total_dob_j2_segments: r.num("total_dob_j2_segments", 390, 9),
+        total_telephone_all_segments: r.num("total_telephone_all_segments", 399, 9),
+    }
+}
+
+fn parse_frame(f: &Frame, position: Position, issues: &mut Vec<RecordIssue>) -> BaseRecord {
+    report_framing(f, "data record", position, issues);
+    let mut record = BaseRecord {
+        position,
+        block_descriptor_word: f.bdw,
+        base: parse_base(&f.bytes, f.rdw, position, issues),
+        ..BaseRecord::default()
+    };
+    let mut off = RECORD_LEN;
+    while off < f.bytes.len() {
+        let rest = &f.bytes[off..];
+        if rest.iter().all(|b| *b == b' ') {
+            break;
+        }
+        let id = &rest[..rest.len().min(2)];
+        let Some(len) = segment_len(id) else {
+            let reason = format!(
+                "unknown segment identifier {:?} at byte {} of the record",
+                String::from_utf8_lossy(id),
+                off + 1
+            );
+            issues.push(issue_at(position, &reason));
+            break;
+        };
+        if rest.len() < len && !f.lines_mode && f.problem.is_none() {
+            let reason = format!(
+                "segment {} at byte {} runs past the end of the record",
+                String::from_utf8_lossy(id),
+                off + 1
+            );
+            issues.push(issue_at(position, &reason));
+        }
+        let seg = &rest[..rest.len().min(len)];
+        if !add_segment(&mut record, id, seg, position, issues) {
+            let reason = format!("a second {} segment", String::from_utf8_lossy(id));
+            issues.push(issue_at(position, &reason));
+        }
+        off += len;
+    }
+    record
+}
+
+fn segment_len(id: &[u8]) -> Option<usize> {
+    Some(match id {
+        b"J1" => 100,
+        b"J2" => 200,
+        b"K1" | b"K2" => 34,
+        b"K3" => 40,
+        b"K4" => 30,
+        b"L1" => 54,
+        b"N1" => 146,
+        _ => return None,
+    })
+}
+
+/// Parses one segment into `record`; false if it is a second one of a kind allowed once.
+fn add_segment(
+    record: &mut BaseRecord,
+    id: &[u8],
+    seg: &[u8],
+    position: Position,
+    issues: &mut Vec<RecordIssue>,
+) -> bool {
+    fn once<T>(slot: &mut Option<T>, value: T) -> bool {
+        let fresh = slot.is_none();
+        if fresh {
+            *slot = Some(value);
+        }
+        fresh
+    }
+    match id {
+        b"J1" => record.j1.push(parse_j1(seg, position, issues)),
+        b"J2" => record.j2.push(parse_j2(seg, position, issues)),
+        b"K1" => return once(&mut record.k1, parse_k1(seg, position, issues)),
+        b"K2" => return once(&mut record.k2, parse_k2(seg, position, issues)),
+        b"K3" => return once(&mut record.k3, parse_k3(seg, position, issues)),
+        b"K4" => return once(&mut record.k4, parse_k4(seg, position, issues)),
+        b"L1" => return once(&mut record.l1, parse_l1(seg, position, issues)),
+        b"N1" => return once(&mut record.n1, parse_n1(seg, position, issues)),
+        _ => unreachable!("segment_len knows only these identifiers"),
+    }
+    true
+}
+
+fn parse_base(
+    bytes: &[u8],
+    rdw: u32,
+    position: Position,
+    issues: &mut Vec<RecordIssue>,
+) -> BaseSegment {
+    let mut r = fields(bytes, RECORD_LEN, "base", position, issues);
+    BaseSegment {
+        record_descriptor_word: rdw,
+        processing_indicator: r.text(5, 1),
+        time_stamp: r.timestamp("time_stamp", 6),
+        correction_indicator: String::from_utf8_lossy(r.raw(20, 1)).into_owned(),
+        identification_number: r.text(21, 20),
+        cycle_identifier: r.text(41, 2),
+        consumer_account_number: r.text(43, 30),
+        portfolio_type: r.text(73, 1),
+        account_type: r.text(74, 2),
+        date_opened: r.date("date_opened", 76),
+        credit_limit: r.num("credit_limit", 84, 9),
+        highest_credit: r.num("highest_credit", 93, 9),
+        terms_duration: r.text(102, 3),
+        terms_frequency: r.text(105, 1),
+        scheduled_monthly_payment: r.num("scheduled_monthly_payment", 106, 9),
+        actual_payment_amount: r.num("actual_payment_amount", 115, 9),
+        account_status: r.text(124, 2),
+        payment_rating: r.text(126, 1),
+        payment_history_profile: r.text(127, 24),
+        special_comment: r.text(151, 2),
+        compliance_condition_code: r.text(153, 2),
+        current_balance: r.num("current_balance", 155, 9),
+        amount_past_due: r.num("amount_past_due", 164, 9),
+        original_charge_off_amount: r.num("original_charge_off_amount", 173, 9),
+        date_of_account_information: r.date("date_of_account_information", 182),
+        date_of_first_delinquency: r.date("date_of_first_delinquency", 190),
+        date_closed: r.date("date_closed", 198),
+        date_of_last_payment: r.date("date_of_last_payment", 206),
+        interest_type_indicator: r.text(214, 1),
+        // 215-230 are reserved.
+        consumer_transaction_type: r.text(231, 1),
+        surname: r.text(232, 25),
+        first_name: r.text(257, 20),
+        middle_name: r.text(277, 20),
+        generation_code: r.text(297, 1),
+        social_security_number: r.text(298, 9),
+        date_of_birth: r.date("date_of_birth", 307),
+        telephone_number: r.text(315, 10),
+        ecoa_code: r.text(325, 1),
+        consumer_information_indicator: r.text(326, 2),
+        country_code: r.text(328, 2),
+        first_line_of_address: r.text(330, 32),
+        second_line_of_address: r.text(362, 32),
+        city: r.text(394, 20),
+        state: r.text(414, 2),
+        postal_code: r.text(416, 9),
+        address_indicator: r.text(425, 1),
+        residence_code: r.text(426, 1),
+    }
+}
+
+/// The consumer fields J1 and J2 share (positions 4-99).
+fn parse_consumer(r: &mut Fields<'_, '_>) -> J1 {
+    J1 {
+        surname: r.text(4, 25),
+        first_name: r.text(29, 20),
+        middle_name: r.text(49, 20),
+        generation_code: r.text(69, 1),
+        social_security_number: r.text(70, 9),
+        date_of_birth: r.date("date_of_birth", 79),
+        telephone_number: r.text(87, 10),
+        ecoa_code: r.text(97, 1),
+        consumer_information_indicator: r.text(98, 2),
+    }
+}
+
+fn parse_j1(seg: &[u8], position: Position, issues: &mut Vec<RecordIssue>) -> J1 {
+    parse_consumer(&mut fields(seg, 100, "J1", position, issues))
+}
+
+fn parse_j2(seg: &[u8], position: Position, issues: &mut Vec<RecordIssue>) -> J2 {
+    let mut r = fields(seg, 200, "J2", position, issues);
+    J2 {
+        consumer: parse_consumer(&mut r),
+        country_code: r.text(100, 2),
+        first_line_of_address: r.text(102, 32),
+        second_line_of_address: r.text(134, 32),
+        city: r.text(166, 20),
+        state: r.text(186, 2),
+        postal_code: r.text(188, 9),
+        address_indicator: r.text(197, 1),
+        residence_code: r.text(198, 1),
+    }
+}
+
+fn parse_k1(seg: &[u8], position: Position, issues: &mut Vec<RecordIssue>) -> K1 {
+    let r = fields(seg, 34, "K1", position, issues);
+    K1 {
+        original_creditor_name: r.text(3, 30),
+        creditor_classification: r.text(33, 2),
+    }
+}
+
+fn parse_k2(seg: &[u8], position: Position, issues: &mut Vec<RecordIssue>) -> K2 {
+    let r = fields(seg, 34, "K2", position, issues);
+    K2 {
+        purchased_sold_indicator: r.text(3, 1),
+        purchased_sold_name: r.text(4, 30),
+    }
+}
+
+fn parse_k3(seg: &[u8], position: Position, issues: &mut Vec<RecordIssue>) -> K3 {
+    let r = fields(seg, 40, "K3", position, issues);
+    K3 {
+        agency_identifier: r.text(3, 2),
+        agency_account_number: r.text(5, 18),
+        mortgage_identification_number: r.text(23, 18),
+    }
+}
+
+fn parse_k4(seg: &[u8], position: Position, issues: &mut Vec<RecordIssue>) -> K4 {
+    let mut r = fields(seg, 30, "K4", position, issues);
+    K4 {
+        specialized_payment_indicator: r.text(3, 2),
+        deferred_payment_start_date: r.date("deferred_payment_start_date", 5),
+        balloon_payment_due_date: r.date("balloon_payment_due_date", 13),
+        balloon_payment_amount: r.num("balloon_payment_amount", 21, 9),
+    }
+}
+
+fn parse_l1(seg: &[u8], position: Position, issues: &mut Vec<RecordIssue>) -> L1 {
+    let r = fields(seg, 54, "L1", position, issues);
+    L1 {
+        change_indicator: r.text(3, 1),
+        new_consumer_account_number: r.text(4, 30),
+        new_identification_number: r.text(34, 20),
+    }
+}
+
+fn parse_n1(seg: &[u8], position: Position, issues: &mut Vec<RecordIssue>) -> N1 {
+    let r = fields(seg, 146, "N1", position, issues);
+    N1 {
+        employer_name: r.text(3, 30),
+        first_line_of_employer_address: r.text(33, 32),
+        second_line_of_employer_address: r.text(65, 32),
+        employer_city: r.text(97, 20),
+        employer_state: r.text(117, 2),
+        employer_postal_code: r.text(119, 9),
+        occupation: r.text(128, 18),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads a reference file; a missing one fails the test, it never skips it.
+    fn reference(name: &str) -> Vec<u8> {
+        let path = format!(
+            "{}/../shared/data/metro2/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("reference file {path} is required and unreadable: {e}"))
+    }
+
+    fn date(y: i32, m: u32, d: u32) -> Option<NaiveDate> {
+        NaiveDate::from_ymd_opt(y, m, d)
+    }
+
+    /// A single segment file, parsed with its own parser; no issues allowed.
+    fn segment(name: &str, id: &[u8]) -> BaseRecord {
+        let bytes = reference(name);
+        let bytes: Vec<u8> = bytes.into_iter().filter(|b| !is_break(b)).collect();
+        assert_eq!(&bytes[..2], id);
+        assert_eq!(Some(bytes.len()), segment_len(id), "{name}");
+        let mut record = BaseRecord::default();
+        let mut issues = Vec::new();
+        assert!(add_segment(
+            &mut record,
+            id,
+            &bytes,
+            Position::default(),
+            &mut issues
+        ));
+        assert_eq!(issues, []);
+        record
+    }
+
+    #[test]
+    fn header_fields_sit_at_their_positions() {
+        let file = parse_metro2(&reference("moov_header_record.dat")).unwrap();
+        assert_eq!(file.framing, Framing::Rdw { blocked: true });
+        assert_eq!(file.issues, []);
+        assert!(file.records.is_empty() && file.trailer.is_none());
+        let h = &file.header;
+        assert_eq!(
+            (h.block_descriptor_word, h.record_descriptor_word),
+            (Some(430), 426)
+        );
+        assert_eq!(h.cycle_identifier, "");
+        assert_eq!(h.transunion_program_identifier, "5555555555");
+        assert_eq!(h.activity_date, date(2002, 8, 20));
+        assert_eq!(h.date_created, date(1999, 5, 10));
+        assert_eq!(h.program_date, date(1999, 5, 10));
+        assert_eq!(h.program_revision_date, date(1999, 5, 10));
+        assert_eq!(h.reporter_name, "YOUR BUSINESS NAME HERE");
+        assert_eq!(
+            h.reporter_address,
+            "LINE ONE OF YOUR ADDRESS LINE TWO OF YOUR ADDRESS LINE THERE OF YOUR ADDRESS"
+        );
+        assert_eq!(h.reporter_telephone_number, "1234567890");
+        assert_eq!(h.software_vendor_name, "");
+    }
+
+    #[test]
+    fn base_segment_fields_sit_at_their_positions() {
+        let (r, issues) = parse_data_record(&reference("moov_base_segment.dat")).unwrap();
+        assert_eq!(issues, []);
+        assert_eq!(r.block_descriptor_word, Some(1268));
+        let b = &r.base;
+        assert_eq!(b.record_descriptor_word, 1264);
+        assert_eq!(b.processing_indicator, "1");
+        assert_eq!(
+            b.time_stamp,
+            date(2020, 1, 1).and_then(|d| d.and_hms_opt(1, 11, 22))
+        );
+        assert_eq!(b.correction_indicator, "0");
+        assert_eq!(b.identification_number, "6666666");
+        assert_eq!(b.consumer_account_number, "553723456");
+        assert_eq!(
+            (b.portfolio_type.as_str(), b.account_type.as_str()),
+            ("M", "48")
+        );
+        assert_eq!(b.date_opened, date(2019, 11, 22));
+        assert_eq!((b.credit_limit, b.highest_credit), (0, 2438));
+        assert_eq!(b.terms_duration, "LOC");
+        assert_eq!(
+            (b.scheduled_monthly_payment, b.actual_payment_amount),
+            (0, 100)
+        );
+        assert_eq!(b.account_status, "62");
+        assert_eq!(b.payment_history_profile, "BBBBBBBBBBBBBBBBBBBBBBBB");
+        assert_eq!(b.special_comment, "AS");
+        assert_eq!(b.compliance_condition_code, "XA");
+        assert_eq!(b.current_balance, 2233);
+        assert_eq!(b.date_of_account_information, date(2002, 9, 20));
+        assert_eq!(b.date_of_first_delinquency, date(2001, 7, 19));
+        assert_eq!(b.date_closed, date(2002, 8, 2));
+        assert_eq!(b.date_of_last_payment, date(2002, 8, 2));
+        assert_eq!(b.surname, "SMITH-JONES");
+        assert_eq!(b.first_name, "JUNIOR");
+        assert_eq!(b.generation_code, "S");
+        assert_eq!(b.social_security_number, "159328759");
+        assert_eq!(b.date_of_birth, date(1972, 3, 18));
+        assert_eq!(b.telephone_number, "5175555555");
+        assert_eq!(b.ecoa_code, "1");
+        assert_eq!(b.country_code, "US");
+        assert_eq!(b.first_line_of_address, "RMXH+6W Casper, Wyoming,");
+        assert_eq!(b.second_line_of_address, "United States");
+        assert_eq!(b.city, "U.S. Postal");
+        assert_eq!((b.state.as_str(), b.postal_code.as_str()), ("MI", "72654"));
+        assert_eq!(
+            (b.address_indicator.as_str(), b.residence_code.as_str()),
+            ("Y", "O")
+        );
+        // The record's segments, each once but J2 twice.
+        assert_eq!((r.j1.len(), r.j2.len()), (1, 2));
+        assert!(r.k1.is_some() && r.k2.is_some() && r.k3.is_some() && r.k4.is_some());
+        assert!(r.l1.is_some() && r.n1.is_some());
+    }
+
+    #[test]
+    fn j1_and_j2_fields_sit_at_their_positions() {
+        let j1 = &segment("moov_j1_segment.dat", b"J1").j1[0];
+        let expected = J1 {
+            surname: "BEAUCHAMP".into(),
+            first_name: "KEVIN".into(),
+            middle_name: String::new(),
+            generation_code: "S".into(),
+            social_security_number: "445112877".into(),
+            date_of_birth: date(2020, 1, 2),
+            telephone_number: "4335552333".into(),
+            ecoa_code: "2".into(),
+            consumer_information_indicator: "R".into(),
+        };
+        assert_eq!(j1, &expected);
+        let j2 = &segment("moov_j2_segment.dat", b"J2").j2[0];
+        assert_eq!(j2.consumer, expected);
+        assert_eq!(j2.country_code, "US");
+        assert_eq!(j2.first_line_of_address, "234 HARRISON PLACE");
+        assert_eq!(j2.second_line_of_address, "SUITE #305");
+        assert_eq!(j2.city, "LANSING");
+        assert_eq!(
+            (j2.state.as_str(), j2.postal_code.as_str()),
+            ("MI", "72654")
+        );
+        assert_eq!(
+            (j2.address_indicator.as_str(), j2.residence_code.as_str()),
+            ("Y", "O")
+        );
+    }
+
+    #[test]
+    fn k_l_and_n_fields_sit_at_their_positions() {
+        let k1 = segment("moov_k1_segment.dat", b"K1").k1.unwrap();
+        assert_eq!(k1.original_creditor_name, "WETCOSAT INDUSTRIES LTD.");
+        assert_eq!(k1.creditor_classification, "04");
+        let k2 = segment("moov_k2_segment.dat", b"K2").k2.unwrap();
+        assert_eq!(k2.purchased_sold_indicator, "1");
+        assert_eq!(k2.purchased_sold_name, "Purchased From Name");
+        let k3 = segment("moov_k3_segment.dat", b"K3").k3.unwrap();
+        assert_eq!(k3.agency_identifier, "00");
+        assert_eq!(k3.agency_account_number, "");
+        assert_eq!(k3.mortgage_identification_number, "Mortgage Number");
+        let k4 = segment("moov_k4_segment.dat", b"K4").k4.unwrap();
+        assert_eq!(k4.specialized_payment_indicator, "01");
+        assert_eq!(k4.deferred_payment_start_date, date(2020, 1, 20));
+        assert_eq!(k4.balloon_payment_due_date, date(2020, 1, 20));
+        assert_eq!(k4.balloon_payment_amount, 1234);
+        let l1 = segment("moov_l1_segment.dat", b"L1").l1.unwrap();
+        assert_eq!(l1.change_indicator, "1");
+        assert_eq!(
+            l1.new_consumer_account_number,
+            "New Consumer Account Number"
+        );
+        assert_eq!(l1.new_identification_number, "");
+        let n1 = segment("moov_n1_segment.dat", b"N1").n1.unwrap();
+        assert_eq!(n1.employer_name, "Employer Name");
+        assert_eq!(
+            n1.first_line_of_employer_address,
+            "First Line of Employer Address"
+        );
+        assert_eq!(
+            n1.second_line_of_employer_address,
+            "Second Line of Employer Address"
+        );
+        assert_eq!(n1.employer_city, "Employer City");
+        assert_eq!(n1.employer_state, "MI");
+        assert_eq!(n1.employer_postal_code, "23456");
+        assert_eq!(n1.occupation, "Occupation");
+    }
+
+    #[test]
+    fn trailer_fields_sit_at_their_positions() {
+        let frames = frame(
+            &reference("moov_trailer_record.dat"),
+            Framing::Rdw { blocked: false },
+        )
+        .unwrap();
+        assert_eq!(frames.len(), 1);
+        assert!(frames[0].is(b"TRAILER") && frames[0].problem.is_none());
+        let mut issues = Vec::new();
+        let t = parse_trailer(&frames[0], &mut issues);
+        assert_eq!(issues, []);
+        assert_eq!(t.record_descriptor_word, 426);
+        assert_eq!(t.total_base_records, 1);
+        assert_eq!(t.status_count("DF"), Some(0));
+        assert_eq!(t.block_count, 1);
+        let counts: Vec<_> = ["13", "88", "89", "93", "94", "95", "96", "97"]
+            .iter()
+            .map(|c| t.status_count(c).unwrap())
+            .collect();
+        assert_eq!(counts, [0, 1, 1, 1, 0, 1, 0, 1]);
+        assert_eq!(
+            (t.total_ecoa_code_z, t.total_specialized_payment_segments),
+            (1, 0)
+        );
+        assert_eq!((t.total_change_segments, t.total_dob_j2_segments), (1, 1));
+        assert_eq!(t.status_count("XX"), None);
+        assert_eq!(t.total_telephone_all_segments, 1);
+    }
+
+    #[test]
+    fn a_non_numeric_amount_and_a_wrong_rdw_are_reported() {
+        let mut bytes = reference("moov_unpacked_fixed_file.dat");
+        // Current balance of the data record (header is 470 bytes, balance at 155).
+        bytes[470 + 154] = b'X';
+        // The trailer's RDW now claims more bytes than the file has left.
+        let trailer = bytes.len() - 426;
+        bytes[trailer..trailer + 4].copy_from_slice(b"0430");
+        let file = parse_metro2(&bytes).unwrap();
+        let classes: Vec<_> = file
+            .issues
+            .iter()
+            .map(|i| (i.class, i.field.as_deref()))
+            .collect();
+        assert_eq!(
+            classes,
+            [
+                (DriftClass::TypeMismatch, Some("current_balance")),
+                (DriftClass::Malformed, Some("record_descriptor_word")),
+            ]
+        );
+        assert_eq!(file.records[0].base.current_balance, 0);
+        assert_eq!(file.issues[0].position.byte_offset, 470);
+    }
+
+    #[test]
+    fn a_file_without_a_header_is_a_file_drift() {
+        let drift = parse_metro2(&reference("moov_trailer_record.dat")).unwrap_err();
+        assert_eq!(drift.class, DriftClass::Malformed);
+        assert!(parse_metro2(b"").is_err());
+    }
+
+    #[test]
+    fn reconcile_reports_each_count_that_differs() {
+        let mut file = parse_metro2(&reference("moov_unpacked_fixed_file.dat")).unwrap();
+        assert_eq!(reconcile(&file), []);
+        file.records[0].base.account_status = "11".into();
+        let fields: Vec<_> = reconcile(&file).into_iter().map(|d| d.field).collect();
+        assert_eq!(fields, ["status_11", "status_62"]);
+        file.trailer = None;
+        assert_eq!(reconcile(&file)[0].trailer, None);
+    }
+}
