@@ -1042,10 +1042,7 @@ mod tests {
 
     /// Reads a reference file; a missing one fails the test, it never skips it.
     fn reference(name: &str) -> Vec<u8> {
-        let path = format!(
-            "{}/../shared/data/metro2/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
+        let path = format!("{}/tests/data/metro2/{name}", env!("CARGO_MANIFEST_DIR"));
         std::fs::read(&path)
             .unwrap_or_else(|e| panic!("reference file {path} is required and unreadable: {e}"))
     }
