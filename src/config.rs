@@ -56,6 +56,8 @@ pub struct Config {
     pub registry: RegistryConfig,
     /// Where raw file bytes are archived, content-addressed.
     pub raw_store: RawStoreConfig,
+    /// Card-number tokenisation.
+    pub tokenisation: TokenisationConfig,
     /// Landing areas to poll, by name.
     pub sources: BTreeMap<String, SourceConfig>,
     /// The HTTP query API and `/metrics`.
@@ -165,6 +167,27 @@ pub struct RegistryConfig {
     pub ca_file: Option<PathBuf>,
 }
 
+/// The key card numbers are tokenised with. Give it in a file (`key_file`) or the
+/// environment (`CREDSTREAM_TOKENISATION__KEY`); it is never logged.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenisationConfig {
+    pub key: Option<Secret>,
+    pub key_file: Option<PathBuf>,
+}
+
+impl TokenisationConfig {
+    /// The tokeniser, if a key is configured.
+    pub fn tokeniser(&self) -> Result<Option<crate::tokenise::Tokeniser>, ConfigError> {
+        let Some(key) = secret_setting("tokenisation.key", &self.key, &self.key_file)? else {
+            return Ok(None);
+        };
+        crate::tokenise::Tokeniser::new(&key)
+            .map(Some)
+            .map_err(|e| ConfigError::Invalid(format!("tokenisation: {e}")))
+    }
+}
+
 /// A secret setting: printed and serialised as `***`, never in clear.
 #[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
@@ -192,15 +215,15 @@ impl Serialize for Secret {
     }
 }
 
-/// Reads a secret from `file`, or takes `value`; trailing newlines are dropped.
-fn secret(
-    key: &str,
+/// Reads a secret from `file`, or takes `value`; `name` is the full key for messages.
+fn secret_setting(
+    name: &str,
     value: &Option<Secret>,
     file: &Option<PathBuf>,
 ) -> Result<Option<Secret>, ConfigError> {
     match (value, file) {
         (Some(_), Some(_)) => Err(ConfigError::Invalid(format!(
-            "registry.{key} and registry.{key}_file are both set; use one"
+            "{name} and {name}_file are both set; use one"
         ))),
         (Some(v), None) => Ok(Some(v.clone())),
         (None, Some(path)) => {
@@ -214,6 +237,15 @@ fn secret(
         }
         (None, None) => Ok(None),
     }
+}
+
+/// A registry secret (`registry.<key>` or `registry.<key>_file`).
+fn secret(
+    key: &str,
+    value: &Option<Secret>,
+    file: &Option<PathBuf>,
+) -> Result<Option<Secret>, ConfigError> {
+    secret_setting(&format!("registry.{key}"), value, file)
 }
 
 impl Default for RegistryConfig {
@@ -515,5 +547,29 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, ConfigError::Read { .. }));
+    }
+
+    #[test]
+    fn the_tokenisation_key_comes_from_a_file_and_is_never_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("pan.key");
+        std::fs::write(&key, "k".repeat(40) + "\n").unwrap();
+        let config = TokenisationConfig {
+            key: None,
+            key_file: Some(key),
+        };
+        let tokeniser = config.tokeniser().unwrap().expect("a key is configured");
+        assert_eq!(tokeniser.token("4111111111111111").unwrap().len(), 64);
+        assert!(!format!("{config:?}{tokeniser:?}").contains("kkkk"));
+        let short = TokenisationConfig {
+            key: Some(Secret::new("short-secret")),
+            key_file: None,
+        };
+        let err = short.tokeniser().unwrap_err().to_string();
+        assert!(
+            err.contains("at least 32") && !err.contains("short-secret"),
+            "{err}"
+        );
+        assert!(TokenisationConfig::default().tokeniser().unwrap().is_none());
     }
 }

@@ -31,5 +31,6 @@ pub mod rawstore;
 pub mod samples;
 pub mod schema;
 pub mod streams;
+pub mod tokenise;
 
 pub use error::{Error, ErrorKind, Result};
