@@ -166,9 +166,10 @@ async fn takeover_benchmark(runs: usize, kill: Victim) -> Result<(f64, f64)> {
         format!(
             "[app]\nid = \"{app}\"\nstate_dir = \"{root}/state-poller\"\n\
              [kafka]\nbootstrap_servers = \"{b}\"\ntopic_prefix = \"{p}\"\npartitions = 4\nsession_timeout_ms = {SESSION_MS}\n\
-             [kafka.properties]\n\"batch.num.messages\" = \"1\"\n\"fetch.wait.max.ms\" = \"50\"\n\
+             {tansu_properties}\
              [registry]\nurl = \"{registry_url}\"\n[raw_store]\npath = \"{root}/raw\"\n\
              [sources.landing]\nkind = \"local\"\npath = \"{root}/landing\"\npoll_interval_ms = 100\n",
+            tansu_properties = support::tansu::PIPELINE_PROPERTIES,
             app = unique("takeover-"),
             root = root.display(),
             b = tansu.bootstrap(),

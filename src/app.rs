@@ -129,17 +129,9 @@ pub async fn start(config: &Config, roles: &[Role]) -> Result<RunningApp, crate:
         config.registry_url()
     };
 
-    let catalog = match &config.topology.dir {
-        Some(dir) => Catalog::load_dir(dir)?,
-        None => Catalog::builtin()?,
-    };
-    let contracts = match &config.topology.avro_dir {
-        Some(dir) => Contracts::load_dir(dir)?,
-        None => Contracts::builtin(),
-    };
-    let raw: Arc<dyn RawStore> = match config.raw_store.kind {
-        RawStoreKind::Fs => Arc::new(FsRawStore::new(&config.raw_store.path)),
-    };
+    let catalog = catalog(config)?;
+    let contracts = contracts(config)?;
+    let raw = raw_store(config);
     let mut settings = config.registry_client()?;
     settings.url = registry_url.clone();
     let registry = Arc::new(Registry::connect(&settings)?);
@@ -253,29 +245,45 @@ pub async fn start(config: &Config, roles: &[Role]) -> Result<RunningApp, crate:
     })
 }
 
+/// The categories: `topology.dir`, or the built-in `topologies/`.
+pub fn catalog(config: &Config) -> Result<Catalog, crate::Error> {
+    Ok(match &config.topology.dir {
+        Some(dir) => Catalog::load_dir(dir)?,
+        None => Catalog::builtin()?,
+    })
+}
+
+/// The Avro contracts: `topology.avro_dir`, or the built-in `avro/`.
+fn contracts(config: &Config) -> Result<Contracts, crate::Error> {
+    Ok(match &config.topology.avro_dir {
+        Some(dir) => Contracts::load_dir(dir)?,
+        None => Contracts::builtin(),
+    })
+}
+
+fn raw_store(config: &Config) -> Arc<dyn RawStore> {
+    match config.raw_store.kind {
+        RawStoreKind::Fs => Arc::new(FsRawStore::new(&config.raw_store.path)),
+    }
+}
+
 /// Asks the topology to process the file with `sha256` again from the raw store: sends a
 /// `FileArrived` record with `replay` set, and returns it once the broker has it.
 pub async fn request_replay(
     config: &Config,
     sha256: &str,
 ) -> Result<crate::credit::FileArrived, crate::Error> {
-    let raw: Arc<dyn RawStore> = match config.raw_store.kind {
-        RawStoreKind::Fs => Arc::new(FsRawStore::new(&config.raw_store.path)),
-    };
+    let raw = raw_store(config);
     let key = crate::rawstore::key_for(sha256)?;
     let meta = raw.meta(&key).await?;
     // Reading verifies the bytes against their digest: a replay of damaged bytes stops here.
     let bytes = raw.get(&key).await?;
     let registry = Registry::connect(&config.registry_client()?)?;
-    let contracts = match &config.topology.avro_dir {
-        Some(dir) => Contracts::load_dir(dir)?,
-        None => Contracts::builtin(),
-    };
-    let topic = config.kafka.topic("file-arrivals");
+    let topic = crate::credit::arrivals_topic(&config.kafka);
     let codec = registry
         .codec(
             &crate::schema::value_subject(&topic),
-            contracts.get(crate::schema::contracts::FILE_ARRIVED)?,
+            contracts(config)?.get(crate::schema::contracts::FILE_ARRIVED)?,
         )
         .await?;
     let arrival = crate::credit::FileArrived {
@@ -289,22 +297,10 @@ pub async fn request_replay(
         detected_at: chrono::Utc::now().timestamp_millis(),
         replay: true,
     };
-    let value = codec.to_vec(&arrival)?;
     let producer = OutputProducer::new(&kafka_client_config(config))?;
-    let batch = crate::streams::Batch::new();
-    producer
-        .send(
-            &batch,
-            crate::streams::Outgoing {
-                topic: &topic,
-                partition: None,
-                key: arrival.client_id.as_bytes(),
-                value: Some(&value),
-                headers: None,
-            },
-        )
+    KafkaArrivalSink::new(producer.clone(), topic, Arc::new(codec))
+        .send(&arrival)
         .await?;
-    batch.wait().await?;
     producer.flush(Duration::from_secs(10))?;
     tracing::info!(sha256, path = %arrival.path, client = %arrival.client_id, "replay requested");
     Ok(arrival)

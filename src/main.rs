@@ -144,10 +144,7 @@ async fn run(command: Command) -> Result<(), Error> {
             config,
         } => {
             let config = Config::load(config.as_deref())?;
-            let catalog = match &config.topology.dir {
-                Some(dir) => credstream::formats::Catalog::load_dir(dir)?,
-                None => credstream::formats::Catalog::builtin()?,
-            };
+            let catalog = app::catalog(&config)?;
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
             let outcome =
@@ -176,10 +173,7 @@ async fn run(command: Command) -> Result<(), Error> {
             action: TopologyAction::Describe { format, config },
         } => {
             let config = Config::load(config.as_deref())?;
-            let catalog = match &config.topology.dir {
-                Some(dir) => credstream::formats::Catalog::load_dir(dir)?,
-                None => credstream::formats::Catalog::builtin()?,
-            };
+            let catalog = app::catalog(&config)?;
             let shape = credstream::credit::shape(&config.kafka, &catalog);
             print!(
                 "{}",

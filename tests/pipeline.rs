@@ -56,12 +56,7 @@ topic_prefix = "{prefix}"
 partitions = 3
 session_timeout_ms = 6000
 
-# Tansu 0.6.0 mis-indexes multi-record batches (see tests/support/tansu.rs), and makes
-# every fetch wait its full maximum.
-[kafka.properties]
-"batch.num.messages" = "1"
-"fetch.wait.max.ms" = "50"
-
+{tansu_properties}
 [registry]
 url = "{registry_url}"
 
@@ -76,6 +71,7 @@ poll_interval_ms = 200
 [query]
 listen = "127.0.0.1:{port}"
 "#,
+                tansu_properties = support::tansu::PIPELINE_PROPERTIES,
                 state = root.join("state").display(),
                 bootstrap = tansu.bootstrap(),
                 raw = root.join("raw").display(),

@@ -126,11 +126,7 @@ topic_prefix = "{prefix}"
 partitions = {PARTITIONS}
 session_timeout_ms = 6000
 
-# Tansu 0.6.0 mis-indexes multi-record batches, and makes every fetch wait its maximum.
-[kafka.properties]
-"batch.num.messages" = "1"
-"fetch.wait.max.ms" = "50"
-
+{tansu_properties}
 [registry]
 url = "{registry_url}"
 
@@ -142,6 +138,7 @@ kind = "local"
 path = "{root}/landing"
 poll_interval_ms = 200
 "#,
+                tansu_properties = support::tansu::PIPELINE_PROPERTIES,
                 root = root.display(),
                 bootstrap = tansu.bootstrap(),
             ),

@@ -26,13 +26,30 @@ impl KafkaArrivalSink {
     }
 }
 
+impl KafkaArrivalSink {
+    /// Sends `record` keyed by its client id and waits until the broker has it.
+    pub async fn send(&self, record: &FileArrived) -> Result<(), crate::Error> {
+        let value = self.codec.to_vec(record)?;
+        let batch = Batch::new();
+        self.producer
+            .send(
+                &batch,
+                Outgoing {
+                    topic: &self.topic,
+                    partition: None,
+                    key: record.client_id.as_bytes(),
+                    value: Some(&value),
+                    headers: None,
+                },
+            )
+            .await?;
+        Ok(batch.wait().await?)
+    }
+}
+
 #[async_trait::async_trait]
 impl ArrivalSink for KafkaArrivalSink {
     async fn emit(&self, arrival: &Arrival) -> Result<(), PollerError> {
-        let fail = |message: String| PollerError::Sink {
-            path: arrival.path.clone(),
-            message,
-        };
         let record = FileArrived {
             client_id: arrival.client_id.clone(),
             source: arrival.source.clone(),
@@ -44,24 +61,9 @@ impl ArrivalSink for KafkaArrivalSink {
             detected_at: arrival.detected_at_ms,
             replay: false,
         };
-        let value = self
-            .codec
-            .to_vec(&record)
-            .map_err(|e| fail(e.to_string()))?;
-        let batch = Batch::new();
-        self.producer
-            .send(
-                &batch,
-                Outgoing {
-                    topic: &self.topic,
-                    partition: None,
-                    key: arrival.client_id.as_bytes(),
-                    value: Some(&value),
-                    headers: None,
-                },
-            )
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-        batch.wait().await.map_err(|e| fail(e.to_string()))
+        self.send(&record).await.map_err(|e| PollerError::Sink {
+            path: arrival.path.clone(),
+            message: e.to_string(),
+        })
     }
 }

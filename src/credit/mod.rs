@@ -16,7 +16,9 @@ mod processor;
 pub mod records;
 
 pub use arrivals::KafkaArrivalSink;
-pub use processor::{CreditTopology, DEDUP_STORE, LEDGER_STORE, planned_topics, shape};
+pub use processor::{
+    CreditTopology, DEDUP_STORE, LEDGER_STORE, arrivals_topic, planned_topics, shape,
+};
 pub use records::{FileArrived, FileLedgerEntry, FileStatus, QuarantineRecord};
 
 use crate::ErrorKind;

@@ -74,7 +74,7 @@ impl CreditTopology {
             let text = contracts.get(contract)?;
             Ok(Arc::new(registry.codec(&value_subject(topic), text).await?))
         };
-        let arrivals_topic = kafka.topic(ARRIVALS);
+        let arrivals_topic = arrivals_topic(kafka);
         let quarantine_topic = kafka.topic(QUARANTINE);
         let ledger_topic = kafka.topic(LEDGER);
         let arrival_codec = codec(&arrivals_topic, contracts::FILE_ARRIVED).await?;
@@ -138,6 +138,11 @@ impl CreditTopology {
     }
 }
 
+/// The topic the poller (and `credstream replay`) sends `FileArrived` records to.
+pub fn arrivals_topic(kafka: &KafkaConfig) -> String {
+    kafka.topic(ARRIVALS)
+}
+
 /// The topology's shape for `kafka` and `catalog`, without registering anything (for
 /// `topology describe`).
 pub fn shape(kafka: &KafkaConfig, catalog: &Catalog) -> TopologyShape {
@@ -150,7 +155,7 @@ pub fn shape(kafka: &KafkaConfig, catalog: &Catalog) -> TopologyShape {
     );
     TopologyShape {
         name: "credit-files".into(),
-        source: kafka.topic(ARRIVALS),
+        source: arrivals_topic(kafka),
         processor: "file-processor".into(),
         stores: vec![DEDUP_STORE.into(), LEDGER_STORE.into()],
         sinks,
@@ -189,7 +194,7 @@ fn topic_specs(kafka: &KafkaConfig, catalog: &Catalog) -> Vec<TopicSpec> {
         exact_partitions: false,
     };
     let mut topics = vec![
-        spec(kafka.topic(ARRIVALS), false),
+        spec(arrivals_topic(kafka), false),
         spec(kafka.topic(QUARANTINE), false),
         spec(kafka.topic(LEDGER), true),
     ];
@@ -561,7 +566,7 @@ impl FileProcessor {
         };
         // A trailer, or a layout that holds the whole file on one bad record, must be
         // checked before any record leaves.
-        if output.category.validates_first()
+        if output.category.validates_first(bytes)
             && let Some(drift) = validate(output, file, bytes)
         {
             return Ok(Routed::Held(drift));

@@ -467,11 +467,21 @@ impl Category {
         })
     }
 
-    /// Whether a caller wanting all or nothing must read the file once before handing any
+    /// Whether a caller wanting all or nothing must read `bytes` once before handing any
     /// record on: a trailer is only reconciled at the end of the file, and with the `file`
-    /// policy a bad record anywhere holds the records before it.
-    pub fn validates_first(&self) -> bool {
-        self.trailer.is_some() || self.bad_records == BadRecordPolicy::File
+    /// policy a bad record anywhere holds the records before it. An optional trailer
+    /// needs the pass only if the file can hold one: a trailer row's first cell is the
+    /// marker, so a file without the marker's bytes has none and cannot mismatch.
+    pub fn validates_first(&self, bytes: &[u8]) -> bool {
+        if self.bad_records == BadRecordPolicy::File {
+            return true;
+        }
+        match &self.trailer {
+            None => false,
+            // A marker with a quote could be written escaped; do not guess.
+            Some(t) if t.required || t.marker.contains('"') => true,
+            Some(t) => memchr::memmem::find(bytes, t.marker.as_bytes()).is_some(),
+        }
     }
 
     /// Whether a file of this name belongs to the category.
@@ -966,12 +976,12 @@ mod tests {
     fn the_quarantine_policy_defaults_to_record() {
         let c = Category::parse("x.toml", &category(["", "", ""], "")).unwrap();
         assert_eq!(c.bad_records, BadRecordPolicy::Record);
-        assert!(!c.validates_first());
+        assert!(!c.validates_first(b"a,b\n1,2\n"));
 
         let file = category(["", "", ""], "[quarantine]\nbad_records = \"file\"\n");
         let c = Category::parse("x.toml", &file).unwrap();
         assert_eq!(c.bad_records, BadRecordPolicy::File);
-        assert!(c.validates_first());
+        assert!(c.validates_first(b"a,b\n1,2\n"));
 
         let record = category(["", "", ""], "[quarantine]\nbad_records = \"record\"\n");
         assert_eq!(
@@ -1003,7 +1013,9 @@ mod tests {
                 field: "CycleEndingBalance".into()
             }]
         );
-        assert!(c.validates_first());
+        // The trailer is optional: only a file that can hold one is read twice.
+        assert!(c.validates_first(b"h\n1\nTRAILER,1,0.00\n"));
+        assert!(!c.validates_first(b"h\n1\n2\n"));
         let card_type = c
             .fields
             .iter()

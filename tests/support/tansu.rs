@@ -117,6 +117,12 @@ impl Drop for Tansu {
     }
 }
 
+/// The `[kafka.properties]` table of a credstream configuration run against Tansu 0.6.0:
+/// the two settings of [`rdkafka_client_config`] the pipeline's own clients need (single
+/// record batches; short fetch waits). Its session timeout is `kafka.session_timeout_ms`.
+pub const PIPELINE_PROPERTIES: &str =
+    "[kafka.properties]\n\"batch.num.messages\" = \"1\"\n\"fetch.wait.max.ms\" = \"50\"\n";
+
 /// Client settings every producer, consumer and admin client talking to Tansu 0.6.0
 /// should start from. Producer-only and consumer-only keys are mixed on purpose;
 /// librdkafka ignores the ones that do not apply (with a configuration warning that
