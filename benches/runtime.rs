@@ -168,7 +168,9 @@ async fn takeover_benchmark(runs: usize, kill: Victim) -> Result<(f64, f64)> {
              [kafka]\nbootstrap_servers = \"{b}\"\ntopic_prefix = \"{p}\"\npartitions = 4\nsession_timeout_ms = {SESSION_MS}\n\
              {tansu_properties}\
              [registry]\nurl = \"{registry_url}\"\n[raw_store]\npath = \"{root}/raw\"\n\
-             [sources.landing]\nkind = \"local\"\npath = \"{root}/landing\"\npoll_interval_ms = 100\n",
+             [sources.landing]\nkind = \"local\"\npath = \"{root}/landing\"\npoll_interval_ms = 100\n\
+             {tokenisation}",
+            tokenisation = support::tokenisation_section(root)?,
             tansu_properties = support::tansu::PIPELINE_PROPERTIES,
             app = unique("takeover-"),
             root = root.display(),

@@ -20,6 +20,7 @@ use crate::schema::{Registry, server::SchemaStore};
 use crate::streams::{
     OutputProducer, RuntimeSettings, RuntimeStatus, StoreRegistry, StreamsRuntime, ensure_topics,
 };
+use crate::tokenise::Tokeniser;
 
 /// A part of the pipeline a process can run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -135,12 +136,14 @@ pub async fn start(config: &Config, roles: &[Role]) -> Result<RunningApp, crate:
     let mut settings = config.registry_client()?;
     settings.url = registry_url.clone();
     let registry = Arc::new(Registry::connect(&settings)?);
+    let tokeniser = tokeniser(config, &catalog)?;
     let credit = CreditTopology::register(
         &config.kafka,
         registry.clone(),
         raw.clone(),
         catalog,
         &contracts,
+        tokeniser,
     )
     .await?;
     ensure_topics(&client, &credit.topics(), config.kafka.create_topics).await?;
@@ -251,6 +254,46 @@ pub fn catalog(config: &Config) -> Result<Catalog, crate::Error> {
         Some(dir) => Catalog::load_dir(dir)?,
         None => Catalog::builtin()?,
     })
+}
+
+/// The tokeniser for card numbers: required when any category declares a `pan` field, so
+/// a pipeline never starts unable to tokenise.
+pub fn tokeniser(config: &Config, catalog: &Catalog) -> Result<Tokeniser, crate::Error> {
+    if let Some(t) = config.tokenisation.tokeniser()? {
+        return Ok(t);
+    }
+    let with_pans: Vec<&str> = catalog
+        .categories()
+        .iter()
+        .filter(|c| c.fields.iter().any(|f| f.ty.is_tokenised()))
+        .map(|c| c.name.as_str())
+        .collect();
+    Err(crate::config::ConfigError::Invalid(format!(
+        "categories {} declare card-number (pan) fields, and no tokenisation key is set: give \
+         tokenisation.key_file (a file holding at least {} bytes) or CREDSTREAM_TOKENISATION__KEY",
+        with_pans.join(", "),
+        crate::tokenise::MIN_KEY_BYTES
+    ))
+    .into())
+}
+
+/// The configured tokeniser, or one under a random key used once (for `credstream parse`
+/// without a key: tokens then match nothing else). The flag says which.
+pub fn tokeniser_or_ephemeral(config: &Config) -> Result<(Tokeniser, bool), crate::Error> {
+    if let Some(t) = config.tokenisation.tokeniser()? {
+        return Ok((t, false));
+    }
+    Ok((
+        Tokeniser::new(&random_key()).expect("a random key is long enough"),
+        true,
+    ))
+}
+
+/// 32 random bytes from the operating system, hex-encoded.
+pub fn random_key() -> crate::config::Secret {
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).expect("the operating system provides random bytes");
+    crate::config::Secret::new(hex::encode(key))
 }
 
 /// The Avro contracts: `topology.avro_dir`, or the built-in `avro/`.

@@ -101,34 +101,12 @@ pub enum Command {
         #[arg(long, short, env = "CREDSTREAM_CONFIG")]
         config: Option<PathBuf>,
     },
-    /// Write a realistic synthetic issuer file, deterministic for a seed: for demos,
-    /// tests and benchmarks. Streams to the output, so millions of records fit in no memory.
+    /// Write realistic synthetic issuer files, deterministic for a seed: for demos, tests
+    /// and benchmarks. Streams to the output, so millions of records fit in no memory;
+    /// progress goes to standard error every 100 000 records.
     Gen {
-        /// What to generate. Only the account master snapshot exists so far.
-        #[arg(value_enum)]
+        #[command(subcommand)]
         kind: GenKind,
-        /// Data records to write.
-        #[arg(long, default_value_t = 10_000)]
-        records: usize,
-        /// Seed: the same seed and arguments always give the same bytes.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Cycle end date of the snapshot (YYYY-MM-DD).
-        #[arg(long, default_value = "2026-10-31")]
-        cycle_end: String,
-        /// Append a trailer row with the record count and the balance total.
-        #[arg(long)]
-        trailer: bool,
-        /// Make the trailer wrong (implies --trailer): one record too many, or one cent.
-        #[arg(long, value_enum)]
-        bad_trailer: Option<TrailerFaultArg>,
-        /// Drift: add an undeclared column (repeatable), as a client changing its extract
-        /// without notice does.
-        #[arg(long = "extra-column", value_name = "NAME")]
-        extra_columns: Vec<String>,
-        /// Output file; `-` for standard output.
-        #[arg(long, short, default_value = "-")]
-        out: PathBuf,
     },
     /// Inspect the stream topology.
     Topology {
@@ -190,16 +168,166 @@ fn parse_property(text: &str) -> Result<(String, String), String> {
     Ok((k.trim().to_string(), v.to_string()))
 }
 
-/// Kinds of synthetic file `credstream gen` writes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+/// Kinds of synthetic file `credstream gen` writes. Every kind speaks of the same
+/// accounts: account `i` of a seed has one reference and one card number in every file.
+#[derive(Debug, Subcommand)]
 pub enum GenKind {
     /// Account master snapshot, CSV (FR Y-14M D.1 names): category card.accounts.
-    Accounts,
+    Accounts(GenAccounts),
+    /// One day's posted transactions, fixed width (H/D/T records of 160 bytes): category
+    /// card.transactions. Posts to the accounts of `gen accounts` with the same --seed.
+    Transactions(GenTransactions),
+    /// One month's Metro 2 file, character format (426-byte base segments, some J1/J2):
+    /// category metro2.base. Reports the accounts of `gen accounts` with the same --seed.
+    Metro2(GenMetro2),
+    /// A client's month for the month-end reconciliation, in <OUT>/<CLIENT>/: last month's
+    /// and this month's account snapshots, a postings file per day, optional corrections
+    /// (corrections/) and resent duplicates (resent/), and expected_exceptions.json: the
+    /// held files and every account whose opening balance plus accepted postings is not
+    /// its closing balance. Prints the files in delivery order.
+    Month(GenMonth),
+}
+
+/// `credstream gen accounts`.
+#[derive(Debug, clap::Args)]
+pub struct GenAccounts {
+    /// Data records (accounts) to write.
+    #[arg(long, default_value_t = 10_000)]
+    pub records: usize,
+    /// Seed: the same seed and arguments always give the same bytes.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Cycle end date of the snapshot (YYYY-MM-DD).
+    #[arg(long, value_name = "YYYY-MM-DD", default_value = "2026-10-31")]
+    pub cycle_end: String,
+    /// Append a trailer row with the record count and the balance total.
+    #[arg(long)]
+    pub trailer: bool,
+    /// Make the trailer wrong (implies --trailer): one record too many, or one cent.
+    #[arg(long, value_enum)]
+    pub bad_trailer: Option<TrailerFaultArg>,
+    /// Drift: add an undeclared column (repeatable), as a client changing its extract
+    /// without notice does.
+    #[arg(long = "extra-column", value_name = "NAME")]
+    pub extra_columns: Vec<String>,
+    /// Output file; `-` for standard output.
+    #[arg(long, short, default_value = "-")]
+    pub out: PathBuf,
+}
+
+/// `credstream gen transactions`.
+#[derive(Debug, clap::Args)]
+pub struct GenTransactions {
+    /// Detail records (postings) to write, at most 9999999.
+    #[arg(long, default_value_t = 10_000)]
+    pub records: usize,
+    /// Seed of the accounts posted to and of the postings.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// The posting day: the file date and every record's PostDate (YYYY-MM-DD).
+    #[arg(long, value_name = "YYYY-MM-DD", default_value = "2026-10-15")]
+    pub day: String,
+    /// The day's file sequence, 1 to 99.
+    #[arg(long, default_value_t = 1)]
+    pub sequence: u8,
+    /// Post to the first N accounts of the account master of --seed (its --records).
+    #[arg(long, value_name = "N", default_value_t = 1_000)]
+    pub accounts: usize,
+    /// The issuer name in the header, at most 30 characters.
+    #[arg(long, default_value = "CREDSTREAM SAMPLE BANK")]
+    pub issuer: String,
+    /// Make the trailer wrong, so the file is held: its detail count one too many, or its
+    /// debit total one cent too many.
+    #[arg(long, value_enum, conflicts_with = "bad_record")]
+    pub bad_trailer: Option<TrailerFaultArg>,
+    /// Plant one bad record in the middle, quarantined alone (the trailer still
+    /// reconciles): one byte short, or an amount that is not a number.
+    #[arg(long, value_enum)]
+    pub bad_record: Option<BadRecordArg>,
+    /// Output file; `-` for standard output.
+    #[arg(long, short, default_value = "-")]
+    pub out: PathBuf,
+}
+
+/// `credstream gen metro2`.
+#[derive(Debug, clap::Args)]
+pub struct GenMetro2 {
+    /// Base records: the first N accounts of the account master of --seed.
+    #[arg(long, default_value_t = 1_000)]
+    pub records: usize,
+    /// Seed of the accounts reported.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// The month reported (YYYY-MM): every record's date of account information is its
+    /// last day.
+    #[arg(long, value_name = "YYYY-MM", default_value = "2026-10")]
+    pub month: String,
+    /// Make the trailer wrong: total base records one too many.
+    #[arg(long, value_enum)]
+    pub bad_trailer: Option<Metro2TrailerFaultArg>,
+    /// Output file; `-` for standard output.
+    #[arg(long, short, default_value = "-")]
+    pub out: PathBuf,
+}
+
+/// `credstream gen month`.
+#[derive(Debug, clap::Args)]
+pub struct GenMonth {
+    /// Directory to write <CLIENT>/ in; <OUT>/<CLIENT> must not exist or be empty.
+    #[arg(long, short)]
+    pub out: PathBuf,
+    /// The client: the name of the directory under --out, as a landing area names clients.
+    #[arg(long, default_value = "ACME")]
+    pub client: String,
+    /// The month reconciled (YYYY-MM); the previous month's snapshot is written too.
+    #[arg(long, value_name = "YYYY-MM", default_value = "2026-10")]
+    pub month: String,
+    /// Seed of the accounts and everything else.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Accounts in each snapshot.
+    #[arg(long, value_name = "N", default_value_t = 1_000)]
+    pub accounts: usize,
+    /// Postings in each day's file.
+    #[arg(long, value_name = "N", default_value_t = 1_000)]
+    pub postings_per_day: usize,
+    /// Accounts whose month-end balance is written 1.00 to 50.00 off.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub balance_mismatches: usize,
+    /// A day (1-31) whose postings file gets a wrong trailer, so it is held and its
+    /// postings are missing from the roll-forward (repeatable).
+    #[arg(long = "bad-trailer-day", value_name = "DAY")]
+    pub bad_trailer_days: Vec<u32>,
+    /// A day (1-31) whose postings file is sent again, corrected, in corrections/
+    /// (repeatable). The correction supersedes the first file.
+    #[arg(long = "correction-day", value_name = "DAY")]
+    pub correction_days: Vec<u32>,
+    /// Files of the month sent a second time, byte for byte, in resent/.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub duplicates: usize,
 }
 
 /// What a bad trailer gets wrong.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum TrailerFaultArg {
+    /// One record too many.
     Count,
+    /// One cent too many (accounts: the balance total; transactions: the debit total).
     Sum,
+}
+
+/// What a bad Metro 2 trailer gets wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Metro2TrailerFaultArg {
+    /// Total base records one too many.
+    Count,
+}
+
+/// What a planted bad record gets wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BadRecordArg {
+    /// The record is 159 bytes (WRONG_RECORD_LENGTH).
+    WrongLength,
+    /// The amount has a comma among its digits (TYPE_MISMATCH).
+    BadAmount,
 }

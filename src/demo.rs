@@ -3,6 +3,12 @@
 //! Kafka is librdkafka's mock cluster (in this process, on a loopback port), the schema
 //! registry is the embedded one, and the landing area and raw store are directories under
 //! the demo directory, which is emptied at start so every run begins clean.
+//!
+//! The samples are a client's month from `credstream gen month`: the account snapshots
+//! either side of it, a postings file per day (one with a bad trailer, one corrected
+//! later, one sent twice), a Metro 2 file, and an extract whose header drifted. The demo
+//! delivers them as a client would, then prints the ledger and the month-end
+//! reconciliation, and checks the report found exactly the exceptions planted.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,10 +19,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::{self, Role};
 use crate::config::{Config, SourceConfig, SourceKind};
-use crate::credit::{FileLedgerEntry, LEDGER_STORE, planned_topics};
+use crate::credit::{FileLedgerEntry, LEDGER_STORE, planned_topics, views};
 use crate::formats::Catalog;
-use crate::samples::account_master_csv;
+use crate::samples::{
+    ExpectedExceptions, Metro2Spec, Month, MonthSpec, account_master_csv, write_metro2, write_month,
+};
 use crate::streams::StoreRegistry;
+
+/// The client and month of the demo's samples.
+const CLIENT: &str = "acme-bank";
+const PERIOD: (i32, u32) = (2026, 10);
 
 /// Marks a directory as the demo's own, so emptying it can never remove anything else.
 const MARKER: &str = ".credstream-demo";
@@ -68,6 +80,20 @@ pub async fn run(
     config.app.id = "credstream-demo".into();
     config.app.state_dir = dir.join("state");
     config.raw_store.path = dir.join("raw");
+    // A key of the demo's own, in its directory: tokens are stable for the run.
+    let key_file = dir.join("tokenisation.key");
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&key_file)
+            .and_then(|mut f| f.write_all(crate::app::random_key().expose().as_bytes()))
+            .map_err(io(format!("writing {}", key_file.display())))?;
+    }
+    config.tokenisation.key_file = Some(key_file);
     config.kafka.partitions = 3;
     // The mock cluster cannot create topics through the admin API; they are made below.
     config.kafka.create_topics = false;
@@ -101,15 +127,24 @@ pub async fn run(
 
     let app = app::start(&config, &Role::ALL).await?;
     let query = app.query_addr.expect("the demo runs the query role");
-    let outcome = feed_samples(&landing, &app.stores, &stop).await;
-    if let Err(e) = outcome {
-        app.shutdown();
-        let _ = app.wait().await;
-        return Err(e);
-    }
+    let outcome = feed_samples(&dir, &landing, &app.stores, &stop).await;
+    let expected = match outcome {
+        Ok(expected) => expected,
+        Err(e) => {
+            app.shutdown();
+            let _ = app.wait().await;
+            return Err(e);
+        }
+    };
     print_summary(&app.stores)?;
+    print_reconciliation(&app.stores, &expected)?;
     println!();
     println!("  Query API:  http://{query}/v1/files");
+    println!(
+        "  Report:     http://{query}/v1/reports/reconciliation?client={CLIENT}&period={}",
+        month().map_or(String::new(), |m| m.to_string())
+    );
+    println!("  Views:      http://{query}/v1/views");
     println!("  Metrics:    http://{query}/metrics");
     println!("  Registry:   {}/subjects", app.registry_url);
     if serve && !stop.is_cancelled() {
@@ -133,43 +168,77 @@ async fn free_or_any(listen: SocketAddr) -> SocketAddr {
     }
 }
 
-/// Drops the three sample files one after another, each once the previous is processed.
+fn month() -> Option<Month> {
+    Month::new(PERIOD.0, PERIOD.1)
+}
+
+/// Writes the samples under `<dir>/staging` and delivers them to the landing area as a
+/// client would: the month's files, then the corrections, then the resent ones, each batch
+/// once the previous is processed. Returns the exceptions the report must find.
 async fn feed_samples(
+    dir: &Path,
     landing: &Path,
     stores: &StoreRegistry,
     stop: &CancellationToken,
-) -> Result<(), crate::Error> {
-    let clean = account_master_csv(1000, 2026, "2026-10-31", &[]);
-    let drifted = account_master_csv(250, 2027, "2026-11-30", &["PromotionalApr"]);
-    let samples: [(&str, &str, &str); 3] = [
+) -> Result<ExpectedExceptions, crate::Error> {
+    let staging = dir.join("staging");
+    let month = month().expect("a valid month");
+    let mut spec = MonthSpec::new(CLIENT, month, 2026);
+    spec.accounts = 500;
+    spec.postings_per_day = 200;
+    spec.balance_mismatches = 2;
+    spec.bad_trailer_days = vec![12];
+    spec.corrections = vec![5];
+    spec.duplicates = 1;
+    let manifest = write_month(&staging, &spec)
+        .map_err(io(format!("writing samples in {}", staging.display())))?;
+    let extra = |name: &str, bytes: Vec<u8>| -> Result<PathBuf, crate::Error> {
+        let path = manifest.client_dir.join(name);
+        std::fs::write(&path, bytes).map_err(io(format!("writing {}", path.display())))?;
+        Ok(path)
+    };
+    let metro2_spec = Metro2Spec::new(month, spec.seed, spec.accounts);
+    let mut metro2 = Vec::new();
+    write_metro2(&mut metro2, &metro2_spec, |_| {})
+        .map_err(io("generating the Metro 2 sample".into()))?;
+    let metro2 = extra(&metro2_spec.file_name(), metro2)?;
+    let drifted = extra(
+        "accounts_extract.csv",
+        account_master_csv(250, 2027, "2026-10-31", &["PromotionalApr"]).into_bytes(),
+    )?;
+    let originals: Vec<PathBuf> = manifest
+        .files
+        .iter()
+        .filter(|f| !manifest.corrections.contains(f) && !manifest.duplicates.contains(f))
+        .cloned()
+        .chain([metro2, drifted])
+        .collect();
+    let mut delivered = 0;
+    for (batch, what) in [
         (
-            "acme-bank/accounts_2026-10.csv",
-            &clean,
-            "a clean account master",
+            &originals,
+            "the month's files, a Metro 2 file and a drifted extract",
         ),
-        (
-            "acme-bank/resent/accounts_2026-10.csv",
-            &clean,
-            "the same bytes again",
-        ),
-        (
-            "acme-bank/accounts_2026-11.csv",
-            &drifted,
-            "a file whose header gained a column",
-        ),
-    ];
-    for (n, (path, text, what)) in samples.iter().enumerate() {
-        let target: PathBuf = landing.join(path);
-        std::fs::create_dir_all(target.parent().expect("a file has a directory"))
-            .map_err(io(format!("creating {}", target.display())))?;
-        // Write under a temporary name and rename, as an uploader would.
-        let tmp = target.with_extension("csv.tmp");
-        std::fs::write(&tmp, text).map_err(io(format!("writing {}", tmp.display())))?;
-        std::fs::rename(&tmp, &target).map_err(io(format!("renaming {}", tmp.display())))?;
-        println!("  dropped {path} ({what})");
-        wait_for_entries(stores, n + 1, stop).await?;
+        (&manifest.corrections, "a corrected postings file"),
+        (&manifest.duplicates, "a file sent a second time"),
+    ] {
+        for file in batch {
+            let path = file
+                .strip_prefix(&staging)
+                .expect("samples are under staging");
+            let target = landing.join(path);
+            std::fs::create_dir_all(target.parent().expect("a file has a directory"))
+                .map_err(io(format!("creating {}", target.display())))?;
+            // Copy under a temporary name and rename, as an uploader would.
+            let tmp = target.with_extension("tmp");
+            std::fs::copy(file, &tmp).map_err(io(format!("writing {}", tmp.display())))?;
+            std::fs::rename(&tmp, &target).map_err(io(format!("renaming {}", tmp.display())))?;
+        }
+        delivered += batch.len();
+        println!("  dropped {} files: {what}", batch.len());
+        wait_for_entries(stores, delivered, stop).await?;
     }
-    Ok(())
+    Ok(manifest.expected)
 }
 
 async fn wait_for_entries(
@@ -209,7 +278,7 @@ fn print_summary(stores: &StoreRegistry) -> Result<(), crate::Error> {
     let entries = ledger(stores)?;
     println!();
     println!(
-        "{:<40} {:<12} {:>6} {:>6} {:>6}  REASON",
+        "{:<48} {:<22} {:>6} {:>6} {:>6}  REASON",
         "FILE", "STATUS", "IN", "OUT", "HELD"
     );
     let (mut out, mut held) = (0, 0);
@@ -217,7 +286,7 @@ fn print_summary(stores: &StoreRegistry) -> Result<(), crate::Error> {
         out += e.records_out;
         held += e.records_quarantined;
         println!(
-            "{:<40} {:<12} {:>6} {:>6} {:>6}  {}",
+            "{:<48} {:<22} {:>6} {:>6} {:>6}  {}",
             e.file_path,
             e.status.as_str(),
             e.records_in,
@@ -228,8 +297,94 @@ fn print_summary(stores: &StoreRegistry) -> Result<(), crate::Error> {
     }
     println!();
     println!(
-        "{} files; {out} records out to credstream.card.accounts; {held} records quarantined",
+        "{} files; {out} records out; {held} records quarantined",
         entries.len()
+    );
+    Ok(())
+}
+
+/// Prints the month-end reconciliation and whether it found exactly what was planted.
+fn print_reconciliation(
+    stores: &StoreRegistry,
+    expected: &ExpectedExceptions,
+) -> Result<(), crate::Error> {
+    let report = views::reconciliation(stores, CLIENT, &expected.period, usize::MAX)
+        .map_err(crate::credit::CreditError::Report)?;
+    let roll = &report["roll_forward"];
+    println!();
+    println!(
+        "Reconciliation of {CLIENT} for {}: {} — {} accounts rolled forward, {} matched; \
+         opening {} + postings {} vs closing {}",
+        expected.period,
+        report["verdict"].as_str().unwrap_or_default(),
+        roll["accounts"],
+        roll["matched"],
+        roll["opening_total"].as_str().unwrap_or_default(),
+        roll["postings_total"].as_str().unwrap_or_default(),
+        roll["closing_total"].as_str().unwrap_or_default(),
+    );
+    const SHOWN: usize = 12;
+    let mut found = Vec::new();
+    let exceptions = report["exceptions"].as_array().cloned().unwrap_or_default();
+    for (i, e) in exceptions.iter().enumerate() {
+        let kind = e["kind"].as_str().unwrap_or_default();
+        let line = match kind {
+            "BALANCE_MISMATCH" => format!(
+                "{} opening {} + postings {} != closing {} (difference {})",
+                e["account"].as_str().unwrap_or_default(),
+                e["opening"].as_str().unwrap_or_default(),
+                e["postings"].as_str().unwrap_or_default(),
+                e["closing"].as_str().unwrap_or_default(),
+                e["difference"].as_str().unwrap_or_default()
+            ),
+            "FILE_HELD" => format!(
+                "{} ({})",
+                e["path"].as_str().unwrap_or_default(),
+                e["reason"].as_str().unwrap_or_default()
+            ),
+            _ => e.to_string(),
+        };
+        if i < SHOWN {
+            println!("  {kind:<18} {line}");
+        } else if i == SHOWN {
+            println!(
+                "  … and {} more: see the report at the URL below",
+                exceptions.len() - SHOWN
+            );
+        }
+        found.push(match kind {
+            "BALANCE_MISMATCH" => format!(
+                "{} {}",
+                e["account"].as_str().unwrap_or_default(),
+                e["difference"].as_str().unwrap_or_default()
+            ),
+            "FILE_HELD" => e["path"]
+                .as_str()
+                .and_then(|p| p.rsplit('/').next())
+                .unwrap_or_default()
+                .to_string(),
+            _ => e.to_string(),
+        });
+    }
+    let mut planted: Vec<String> = expected
+        .balance_mismatches
+        .iter()
+        .map(|b| format!("{} {}", b.account, b.difference))
+        .chain(expected.files_held.iter().cloned())
+        .collect();
+    planted.sort();
+    found.sort();
+    if let Some(note) = report["note"].as_str() {
+        println!("  Note: {note}");
+    }
+    println!(
+        "The report {} the {} exceptions the samples planted.",
+        if found == planted {
+            "found exactly"
+        } else {
+            "DID NOT find exactly"
+        },
+        planted.len()
     );
     Ok(())
 }

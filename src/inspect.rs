@@ -15,7 +15,8 @@ use std::path::Path;
 
 use serde_json::{Map, Value, json};
 
-use crate::formats::{Catalog, Category, FieldType, FieldValue, RecordIssue, parse_csv};
+use crate::formats::{Catalog, Category, RecordIssue, parse};
+use crate::tokenise::Tokeniser;
 
 /// What `parse` found, for the exit code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +40,7 @@ pub fn parse_file(
     path: &Path,
     category: Option<&str>,
     catalog: &Catalog,
+    tokeniser: &Tokeniser,
     out: &mut dyn Write,
 ) -> Result<ParseOutcome, crate::Error> {
     let bytes = std::fs::read(path)
@@ -65,11 +67,11 @@ pub fn parse_file(
     let write = |out: &mut dyn Write, line: Value| {
         writeln!(out, "{line}").map_err(|e| crate::Error::io("writing the output", e))
     };
-    let parsed = parse_csv(&bytes, category, |outcome| match outcome {
+    let parsed = parse(&bytes, category, tokeniser, |outcome| match outcome {
         Ok(rec) => {
             let mut values = Map::new();
             for (field, value) in category.fields.iter().zip(rec.values) {
-                values.insert(field.name.clone(), to_json(&field.ty, value));
+                values.insert(field.name.clone(), value.to_json(&field.ty));
             }
             write(
                 out,
@@ -143,46 +145,10 @@ fn issue_json(issue: &RecordIssue) -> Value {
            "byte_offset": issue.position.byte_offset})
 }
 
-/// A value as JSON: decimals as exact strings, dates as ISO dates.
-fn to_json(ty: &FieldType, value: &FieldValue<'_>) -> Value {
-    match *value {
-        FieldValue::Null => Value::Null,
-        FieldValue::Str(s) => Value::String(s.to_string()),
-        FieldValue::Int(i) => json!(i),
-        FieldValue::Long(l) => json!(l),
-        FieldValue::Decimal(unscaled) => {
-            let scale = match ty {
-                FieldType::Decimal { scale } => *scale,
-                _ => 0,
-            };
-            Value::String(decimal_text(unscaled, scale))
-        }
-        FieldValue::Date(days) => chrono::NaiveDate::default()
-            .checked_add_signed(chrono::TimeDelta::days(i64::from(days)))
-            .map_or(Value::Null, |d| {
-                Value::String(d.format("%Y-%m-%d").to_string())
-            }),
-    }
-}
-
-fn decimal_text(unscaled: i128, scale: u32) -> String {
-    if scale == 0 {
-        return unscaled.to_string();
-    }
-    let sign = if unscaled < 0 { "-" } else { "" };
-    let factor = 10i128.pow(scale);
-    let abs = unscaled.unsigned_abs();
-    format!(
-        "{sign}{}.{:0width$}",
-        abs / factor as u128,
-        abs % factor as u128,
-        width = scale as usize
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::formats::FieldValue;
     use crate::samples::{TrailerFault, account_master_csv_with_trailer, plant, with_bad_trailer};
 
     fn run(text: &str, name: &str) -> (ParseOutcome, Vec<Value>) {
@@ -190,7 +156,18 @@ mod tests {
         let path = dir.path().join(name);
         std::fs::write(&path, text).unwrap();
         let mut out = Vec::new();
-        let outcome = parse_file(&path, None, &Catalog::builtin().unwrap(), &mut out).unwrap();
+        let tokeniser = crate::tokenise::Tokeniser::new(&crate::config::Secret::new(
+            "0123456789abcdef0123456789abcdef",
+        ))
+        .unwrap();
+        let outcome = parse_file(
+            &path,
+            None,
+            &Catalog::builtin().unwrap(),
+            &tokeniser,
+            &mut out,
+        )
+        .unwrap();
         let lines = String::from_utf8(out)
             .unwrap()
             .lines()
@@ -209,7 +186,21 @@ mod tests {
         assert_eq!(lines[0]["values"]["ReferenceNumber"], first_row[0]);
         assert_eq!(lines[0]["values"]["AccountCycleDate"], "2026-10-31");
         // Decimals print exactly as the file wrote them.
-        assert_eq!(lines[0]["values"]["CycleEndingBalance"], first_row[11]);
+        assert_eq!(lines[0]["values"]["CycleEndingBalance"], first_row[12]);
+        // The card number only as its token and display form.
+        let pan = first_row[2];
+        assert_eq!(
+            lines[0]["values"]["CardNumber"]["display"],
+            crate::tokenise::truncate(pan).unwrap()
+        );
+        assert_eq!(
+            lines[0]["values"]["CardNumber"]["token"]
+                .as_str()
+                .unwrap()
+                .len(),
+            64
+        );
+        assert!(!lines.iter().any(|l| l.to_string().contains(pan)));
         let verdict = &lines[5];
         assert_eq!(verdict["type"], "verdict");
         assert_eq!(verdict["reconciliation"]["status"], "RECONCILED");
@@ -244,8 +235,12 @@ mod tests {
 
     #[test]
     fn decimals_keep_their_scale_and_sign() {
-        assert_eq!(decimal_text(-5, 2), "-0.05");
-        assert_eq!(decimal_text(123456, 2), "1234.56");
-        assert_eq!(decimal_text(7, 0), "7");
+        let ty = crate::formats::FieldType::Decimal { scale: 2 };
+        assert_eq!(FieldValue::Decimal(-5).to_json(&ty), "-0.05");
+        assert_eq!(FieldValue::Decimal(123456).to_json(&ty), "1234.56");
+        assert_eq!(
+            FieldValue::Long(7).to_json(&crate::formats::FieldType::Long),
+            7
+        );
     }
 }

@@ -83,61 +83,7 @@ async fn run(command: Command) -> Result<(), Error> {
             });
             app.wait().await
         }
-        Command::Gen {
-            kind: credstream::cli::GenKind::Accounts,
-            records,
-            seed,
-            cycle_end,
-            trailer,
-            bad_trailer,
-            extra_columns,
-            out,
-        } => {
-            chrono::NaiveDate::parse_from_str(&cycle_end, "%Y-%m-%d").map_err(|e| {
-                credstream::config::ConfigError::Invalid(format!(
-                    "--cycle-end {cycle_end:?} is not a YYYY-MM-DD date: {e}"
-                ))
-            })?;
-            let sink: Box<dyn std::io::Write> = if out.as_os_str() == "-" {
-                Box::new(std::io::stdout().lock())
-            } else {
-                Box::new(
-                    std::fs::File::create(&out)
-                        .map_err(|e| Error::io(format!("creating {}", out.display()), e))?,
-                )
-            };
-            let mut sink = std::io::BufWriter::new(sink);
-            let extra: Vec<&str> = extra_columns.iter().map(String::as_str).collect();
-            let io = |e| Error::io("writing the generated file", e);
-            let balances = credstream::samples::write_accounts(
-                &mut sink,
-                records,
-                seed,
-                &cycle_end,
-                &extra,
-                |n| {
-                    eprintln!(
-                        "gen: {n} of {records} records ({}%)",
-                        n * 100 / records.max(1)
-                    )
-                },
-            )
-            .map_err(io)?;
-            if trailer || bad_trailer.is_some() {
-                let (rows, total) = match bad_trailer {
-                    Some(credstream::cli::TrailerFaultArg::Count) => (records + 1, balances),
-                    Some(credstream::cli::TrailerFaultArg::Sum) => (records, balances + 1),
-                    None => (records, balances),
-                };
-                std::io::Write::write_all(
-                    &mut sink,
-                    credstream::samples::accounts_trailer(rows, total).as_bytes(),
-                )
-                .map_err(io)?;
-            }
-            std::io::Write::flush(&mut sink).map_err(io)?;
-            Ok(())
-        }
+        Command::Gen { kind } => credstream::samples::run_gen(kind),
         Command::Parse {
             file,
             category,
@@ -145,10 +91,22 @@ async fn run(command: Command) -> Result<(), Error> {
         } => {
             let config = Config::load(config.as_deref())?;
             let catalog = app::catalog(&config)?;
+            let (tokeniser, ephemeral) = app::tokeniser_or_ephemeral(&config)?;
+            if ephemeral {
+                eprintln!(
+                    "parse: no tokenisation key configured; card numbers are tokenised under a \
+                     one-off random key, so tokens will not match the pipeline's"
+                );
+            }
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
-            let outcome =
-                credstream::inspect::parse_file(&file, category.as_deref(), &catalog, &mut out)?;
+            let outcome = credstream::inspect::parse_file(
+                &file,
+                category.as_deref(),
+                &catalog,
+                &tokeniser,
+                &mut out,
+            )?;
             std::io::Write::flush(&mut out).map_err(|e| Error::io("writing the output", e))?;
             if !outcome.is_clean() {
                 std::process::exit(4);

@@ -59,6 +59,97 @@ impl Tokeniser {
     }
 }
 
+/// A tokenised card number: its token and display form, with no trace of the digits in
+/// between. `Copy` and allocation-free, so a parser can tokenise every record.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct PanToken {
+    mac: [u8; 32],
+    display: [u8; MAX_ACCOUNT_LEN],
+    len: u8,
+}
+
+/// The longest account number [`Tokeniser::tokenise_account`] takes (Metro 2's is 30).
+pub const MAX_ACCOUNT_LEN: usize = 30;
+
+impl std::fmt::Debug for PanToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PanToken({})", self.display())
+    }
+}
+
+impl PanToken {
+    /// The token: HMAC-SHA-256 of the digits, 64 lower-case hex characters.
+    pub fn token(&self) -> String {
+        hex::encode(self.mac)
+    }
+
+    /// Writes the token's 64 hex characters into `out`.
+    pub fn write_token(&self, out: &mut [u8; 64]) {
+        hex::encode_to_slice(self.mac, out).expect("64 bytes hold 32 in hex");
+    }
+
+    /// First six and last four digits, the rest `*`.
+    pub fn display(&self) -> &str {
+        std::str::from_utf8(&self.display[..self.len as usize]).expect("ASCII")
+    }
+}
+
+impl Tokeniser {
+    /// Tokenises a card number (12 to 19 digits, spaces or dashes between) without
+    /// allocating: the form records carry.
+    pub fn tokenise(&self, pan: &str) -> Result<PanToken, TokenError> {
+        let mut digits = [0u8; 19];
+        let mut n = 0;
+        for b in pan.trim().bytes().filter(|b| *b != b' ' && *b != b'-') {
+            if !b.is_ascii_digit() || n == digits.len() {
+                return Err(TokenError::NotAPan(crate::formats::mask_card_numbers(pan)));
+            }
+            digits[n] = b;
+            n += 1;
+        }
+        if n < 12 {
+            return Err(TokenError::NotAPan(crate::formats::mask_card_numbers(pan)));
+        }
+        let mut mac = self.mac.clone();
+        mac.update(&digits[..n]);
+        let mut display = [b'*'; MAX_ACCOUNT_LEN];
+        display[..6].copy_from_slice(&digits[..6]);
+        display[n - 4..n].copy_from_slice(&digits[n - 4..n]);
+        digits.fill(0);
+        Ok(PanToken {
+            mac: mac.finalize().into_bytes().into(),
+            display,
+            len: n as u8,
+        })
+    }
+
+    /// Tokenises an account number that may or may not be a card number: a card number
+    /// (as [`Self::tokenise`] reads one) gets exactly its token and display, so accounts
+    /// join with card-keyed files; any other text of up to [`MAX_ACCOUNT_LEN`] printable
+    /// ASCII characters is keyed as written (trimmed) and shown by its last four only.
+    pub fn tokenise_account(&self, text: &str) -> Result<PanToken, TokenError> {
+        if let Ok(token) = self.tokenise(text) {
+            return Ok(token);
+        }
+        let text = text.trim();
+        let n = text.len();
+        if n == 0 || n > MAX_ACCOUNT_LEN || !text.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(TokenError::NotAPan(crate::formats::mask_card_numbers(text)));
+        }
+        let mut mac = self.mac.clone();
+        mac.update(text.as_bytes());
+        let mut display = [b'*'; MAX_ACCOUNT_LEN];
+        if n > 4 {
+            display[n - 4..n].copy_from_slice(&text.as_bytes()[n - 4..]);
+        }
+        Ok(PanToken {
+            mac: mac.finalize().into_bytes().into(),
+            display,
+            len: n as u8,
+        })
+    }
+}
+
 /// The display form: first six and last four digits, the rest `*`.
 pub fn truncate(pan: &str) -> Result<String, TokenError> {
     let digits = digits(pan)?;
@@ -77,13 +168,21 @@ pub fn looks_like_pan(text: &str) -> bool {
     let Ok(digits) = digits(text) else {
         return false;
     };
-    let sum: u32 = digits
-        .bytes()
+    let (payload, check) = digits.as_bytes().split_at(digits.len() - 1);
+    luhn_check_digit(payload) == check[0] - b'0'
+}
+
+/// The Luhn check digit that completes `payload` (ASCII digits) into a valid number.
+pub fn luhn_check_digit(payload: &[u8]) -> u8 {
+    let sum: u32 = payload
+        .iter()
         .rev()
         .enumerate()
         .map(|(i, b)| {
             let d = u32::from(b - b'0');
-            if i % 2 == 1 {
+            // The check digit will sit at position 0 from the right, so the payload's
+            // rightmost digit is doubled.
+            if i % 2 == 0 {
                 let doubled = d * 2;
                 if doubled > 9 { doubled - 9 } else { doubled }
             } else {
@@ -91,7 +190,7 @@ pub fn looks_like_pan(text: &str) -> bool {
             }
         })
         .sum();
-    sum.is_multiple_of(10)
+    ((10 - sum % 10) % 10) as u8
 }
 
 /// The digits of a card number written with optional spaces or dashes.
@@ -148,6 +247,34 @@ mod tests {
         let err = t.token("4111111111111111x").unwrap_err().to_string();
         assert!(!err.contains("4111111111111111"), "{err}");
         assert!(!format!("{t:?}").contains(KEY));
+    }
+
+    #[test]
+    fn pan_tokens_agree_with_the_string_forms() {
+        let t = Tokeniser::new(&Secret::new(KEY)).unwrap();
+        for pan in ["4111111111111111", "378282246310005", "4111-1111-1111-1111"] {
+            let tok = t.tokenise(pan).unwrap();
+            assert_eq!(tok.token(), t.token(pan).unwrap());
+            assert_eq!(tok.display(), truncate(pan).unwrap());
+            let mut hex = [0u8; 64];
+            tok.write_token(&mut hex);
+            assert_eq!(std::str::from_utf8(&hex).unwrap(), tok.token());
+            assert!(!format!("{tok:?}").contains("4111111111111111"));
+        }
+        assert!(t.tokenise("12345678901").is_err());
+        // An account number that is a card number tokenises as the card number does.
+        let card = t.tokenise_account("4111111111111111").unwrap();
+        assert_eq!(card, t.tokenise("4111111111111111").unwrap());
+        let other = t.tokenise_account(" 553723456 ").unwrap();
+        assert_eq!(other.display(), "*****3456");
+        assert_ne!(
+            other.token(),
+            t.tokenise_account("553723457").unwrap().token()
+        );
+        assert!(t.tokenise_account("").is_err());
+        assert!(t.tokenise_account(&"9".repeat(31)).is_err());
+        assert!(t.tokenise("12345678901234567890").is_err());
+        assert!(t.tokenise("4111x11111111111").is_err());
     }
 
     #[test]

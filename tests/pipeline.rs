@@ -70,7 +70,10 @@ poll_interval_ms = 200
 
 [query]
 listen = "127.0.0.1:{port}"
+
+{tokenisation}
 "#,
+                tokenisation = support::tokenisation_section(root)?,
                 tansu_properties = support::tansu::PIPELINE_PROPERTIES,
                 state = root.join("state").display(),
                 bootstrap = tansu.bootstrap(),
@@ -245,11 +248,15 @@ fn decimal_text(v: &Value) -> String {
 /// Checks the output topic holds exactly `csv`'s rows, once each, under distinct keys.
 async fn assert_output_is(s: &Scenario, csv: &str, sha256: &str) -> Result<()> {
     let records = read_topic(&s.tansu.bootstrap(), &s.topic("card.accounts"))?;
+    let header: Vec<&str> = csv.lines().next().context("a header")?.split(',').collect();
+    let col = |name: &str| header.iter().position(|c| *c == name).unwrap();
     let rows: Vec<Vec<&str>> = csv
         .lines()
         .skip(1)
         .map(|l| l.split(',').collect())
         .collect();
+    let tokeniser =
+        credstream::tokenise::Tokeniser::new(&credstream::config::Secret::new(support::TOKEN_KEY))?;
     ensure!(
         records.len() == rows.len(),
         "the output topic has {} records; the clean file has {} rows",
@@ -276,12 +283,27 @@ async fn assert_output_is(s: &Scenario, csv: &str, sha256: &str) -> Result<()> {
             .with_context(|| format!("row {} is not in the output", row[0]))?;
         ensure!(field(record, "CustomerId") == &Value::String(row[1].into()));
         ensure!(
-            decimal_text(field(record, "CycleEndingBalance")) == row[11],
+            decimal_text(field(record, "CycleEndingBalance")) == row[col("CycleEndingBalance")],
             "balance of {}",
             row[0]
         );
-        ensure!(field(record, "DaysPastDue") == &Value::Int(row[15].parse()?));
-        let cycle = chrono::NaiveDate::parse_from_str(row[7], "%Y-%m-%d")?;
+        ensure!(field(record, "DaysPastDue") == &Value::Int(row[col("DaysPastDue")].parse()?));
+        // The card number arrives as its token under the pipeline's key, and its display.
+        let pan = row[col("CardNumber")];
+        ensure!(
+            field(record, "CardNumber_token")
+                == &Value::Union(1, Box::new(Value::String(tokeniser.token(pan)?))),
+            "token of {}",
+            row[0]
+        );
+        ensure!(
+            field(record, "CardNumber_display")
+                == &Value::Union(
+                    1,
+                    Box::new(Value::String(credstream::tokenise::truncate(pan)?))
+                )
+        );
+        let cycle = chrono::NaiveDate::parse_from_str(row[col("AccountCycleDate")], "%Y-%m-%d")?;
         let days = (cycle - chrono::NaiveDate::default()).num_days() as i32;
         ensure!(field(record, "AccountCycleDate") == &Value::Date(days));
         let provenance = field(record, "provenance");
@@ -991,4 +1013,488 @@ async fn a_file_level_policy_holds_a_file_for_one_bad_record() -> Result<()> {
     let outputs = read_topic(&s.tansu.bootstrap(), &s.topic("card.accounts"))?;
     ensure!(outputs.len() == ROWS, "{} outputs", outputs.len());
     Ok(())
+}
+
+/// An account master's rows with `TRAILER,<count>,<sum of CycleEndingBalance>` recomputed.
+fn with_trailer(header: &str, rows: &[String]) -> String {
+    let balance = header
+        .split(',')
+        .position(|c| c == "CycleEndingBalance")
+        .unwrap();
+    let cents: i64 = rows
+        .iter()
+        .map(|r| {
+            let v = r.split(',').nth(balance).unwrap();
+            let (int, frac) = v.split_once('.').unwrap_or((v, "0"));
+            let sign = if int.starts_with('-') { -1 } else { 1 };
+            sign * (int.trim_start_matches('-').parse::<i64>().unwrap() * 100
+                + format!("{frac:0<2}").parse::<i64>().unwrap())
+        })
+        .sum();
+    format!(
+        "{header}\n{}\n{}",
+        rows.join("\n"),
+        credstream::samples::accounts_trailer(rows.len(), cents)
+    )
+}
+
+/// Latest value per key of a topic read in order; tombstones remove the key.
+fn materialise(records: &[(Vec<u8>, Option<Vec<u8>>)]) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let mut table = BTreeMap::new();
+    for (k, v) in records {
+        match v {
+            Some(v) => table.insert(k.clone(), v.clone()),
+            None => table.remove(k),
+        };
+    }
+    table
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_correction_supersedes_its_file_in_views_output_and_ledger() -> Result<()> {
+    const ROWS: usize = 20;
+    let mut s = Scenario::new().await?;
+    s.start().await?;
+    let v1 = account_master_csv_with_trailer(ROWS, 7, "2026-10-31");
+    let (v1_sha, name) = (sha256(&v1), "accounts_2026-10.csv");
+    s.drop_file(&format!("acme-bank/{name}"), &v1)?;
+    s.wait_files(1).await?;
+
+    // The account view before: account 3 from version 1.
+    let changed = credstream::samples::account_reference(7, 3);
+    let dropped = credstream::samples::account_reference(7, ROWS - 1);
+    let query = s.query.clone();
+    let view = |account: &str| format!("{query}/v1/views/accounts/acme-bank/{account}");
+    let (status, before) = get_json(&view(&changed)).await.unwrap();
+    ensure!(status == 200, "{before}");
+    ensure!(before["value"]["file_sha256"] == v1_sha.as_str() && before["value"]["version"] == 1);
+    let old_balance = before["value"]["values"]["CycleEndingBalance"]
+        .as_str()
+        .context("balance")?
+        .to_string();
+    ensure!(get_json(&view(&dropped)).await.unwrap().0 == 200);
+
+    // Version 2: account 3's balance is 100.00 higher, the last account is gone.
+    let mut lines: Vec<String> = v1.lines().map(str::to_string).collect();
+    let header = lines.remove(0);
+    lines.pop(); // the trailer
+    lines.pop(); // the last account
+    let new_balance = {
+        let cents = (old_balance.parse::<f64>()? * 100.0).round() as i64 + 10_000;
+        format!("{}.{:02}", cents / 100, cents % 100)
+    };
+    let balance_col = header
+        .split(',')
+        .position(|c| c == "CycleEndingBalance")
+        .unwrap();
+    let mut cells: Vec<String> = lines[3].split(',').map(str::to_string).collect();
+    cells[balance_col] = new_balance.clone();
+    lines[3] = cells.join(",");
+    let v2 = with_trailer(&header, &lines);
+    let v2_sha = sha256(&v2);
+    s.drop_file(&format!("acme-bank/corrections/{name}"), &v2)?;
+    let files = s.wait_files(2).await?;
+    let old = &files[&format!("acme-bank/{name}")];
+    let new = &files[&format!("acme-bank/corrections/{name}")];
+    ensure!(
+        old["status"] == "SUPERSEDED" && old["superseded_by"] == v2_sha.as_str(),
+        "{old}"
+    );
+    ensure!(
+        new["status"] == "PROCESSED" && new["version"] == 2 && new["supersedes"] == v1_sha.as_str(),
+        "{new}"
+    );
+    ensure!(new["period"] == "2026-10" && new["trailer_totals"]["CycleEndingBalance"].is_string());
+
+    // The version chain, from either file.
+    let (_, one) = get_json(&format!("{}/v1/files/{v2_sha}", s.query))
+        .await
+        .unwrap();
+    let chain = &one["logical_file"];
+    ensure!(chain["current_version"] == 2, "{one}");
+    let versions = chain["versions"].as_array().unwrap();
+    ensure!(versions.len() == 2);
+    ensure!(versions[0]["sha256"] == v1_sha.as_str() && versions[0]["status"] == "SUPERSEDED");
+    ensure!(versions[0]["superseded_by"] == 2 && versions[0]["current"] == false);
+    ensure!(versions[1]["sha256"] == v2_sha.as_str() && versions[1]["current"] == true);
+    let (_, from_old) = get_json(&format!("{}/v1/files/{v1_sha}", s.query))
+        .await
+        .unwrap();
+    ensure!(from_old["logical_file"] == *chain);
+
+    // Output: version 1's records, version 2's, and a retraction of each of version 1's.
+    let records = read_topic(&s.tansu.bootstrap(), &s.topic("card.accounts"))?;
+    ensure!(
+        records.len() == ROWS + (ROWS - 1) + ROWS,
+        "{} records",
+        records.len()
+    );
+    let retracted: HashSet<String> = records
+        .iter()
+        .filter(|(_, v)| v.is_none())
+        .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
+        .collect();
+    let expected: HashSet<String> = (0..ROWS).map(|i| format!("{v1_sha}:{i}")).collect();
+    ensure!(retracted == expected, "retractions {retracted:?}");
+    let table = materialise(&records);
+    ensure!(table.len() == ROWS - 1);
+    let decoded = decode_all(
+        &s.registry_url,
+        &table.values().cloned().map(Some).collect::<Vec<_>>(),
+    )
+    .await?;
+    for r in &decoded {
+        ensure!(field(field(r, "provenance"), "file_sha256") == &Value::String(v2_sha.clone()));
+    }
+
+    // The views after: the new balance, from version 2; the dropped account is gone.
+    let (_, after) = get_json(&view(&changed)).await.unwrap();
+    ensure!(
+        after["value"]["values"]["CycleEndingBalance"] == new_balance.as_str(),
+        "{after}"
+    );
+    ensure!(after["value"]["file_sha256"] == v2_sha.as_str() && after["value"]["version"] == 2);
+    ensure!(get_json(&view(&dropped)).await.unwrap().0 == 404);
+    let balances = format!("{}/v1/views/balances/acme-bank/2026-10/", s.query);
+    ensure!(get_json(&format!("{balances}{dropped}")).await.unwrap().0 == 404);
+    let (_, b) = get_json(&format!("{balances}{changed}")).await.unwrap();
+    ensure!(b["value"]["amount"] == new_balance.as_str(), "{b}");
+    let (_, totals) = get_json(&format!(
+        "{}/v1/views/control-totals/acme-bank/card.accounts/2026-10",
+        s.query
+    ))
+    .await
+    .unwrap();
+    ensure!(totals["current_version"] == 2, "{totals}");
+
+    let metrics = s.metrics().await?;
+    for line in [
+        "credstream_files_superseded_total{client=\"acme-bank\",category=\"card.accounts\"} 1",
+        &format!(
+            "credstream_records_retracted_total{{client=\"acme-bank\",category=\"card.accounts\"}} {ROWS}"
+        ),
+    ] {
+        ensure!(metrics.contains(line), "missing {line}");
+    }
+
+    // The same bytes again: one audit event, nothing else.
+    s.drop_file(&format!("acme-bank/resent/{name}"), &v2)?;
+    let files = s.wait_files(3).await?;
+    ensure!(files[&format!("acme-bank/resent/{name}")]["status"] == "DUPLICATE");
+    let again = read_topic(&s.tansu.bootstrap(), &s.topic("card.accounts"))?;
+    ensure!(again.len() == records.len(), "a duplicate added output");
+    let (_, still) = get_json(&view(&changed)).await.unwrap();
+    ensure!(still == after, "a duplicate changed the view");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_month_end_reconciliation_finds_exactly_the_planted_exceptions() -> Result<()> {
+    use credstream::samples::{Month, MonthSpec, write_month};
+    let mut s = Scenario::new().await?;
+    s.start().await?;
+    let staging = s.root().join("staging");
+    let mut spec = MonthSpec::new("acme-bank", Month::new(2026, 10).unwrap(), 42);
+    spec.accounts = 60;
+    spec.postings_per_day = 40;
+    spec.balance_mismatches = 3;
+    spec.bad_trailer_days = vec![12];
+    spec.corrections = vec![5];
+    spec.duplicates = 2;
+    let manifest = write_month(&staging, &spec)?;
+    let deliver = |s: &Scenario, files: &[PathBuf]| -> Result<()> {
+        for f in files {
+            let rel = f.strip_prefix(&staging)?.display().to_string();
+            s.drop_file(&rel, std::fs::read(f)?)?;
+        }
+        Ok(())
+    };
+    // Originals first, then corrections, then resends: as a client would send them.
+    let originals: Vec<PathBuf> = manifest
+        .files
+        .iter()
+        .filter(|f| !manifest.corrections.contains(f) && !manifest.duplicates.contains(f))
+        .cloned()
+        .collect();
+    deliver(&s, &originals)?;
+    s.wait_files(originals.len()).await?;
+    deliver(&s, &manifest.corrections)?;
+    s.wait_files(originals.len() + manifest.corrections.len())
+        .await?;
+    deliver(&s, &manifest.duplicates)?;
+    let files = s.wait_files(manifest.files.len()).await?;
+    let held: Vec<&String> = files
+        .iter()
+        .filter(|(_, f)| f["status"] == "QUARANTINED")
+        .map(|(p, _)| p)
+        .collect();
+    ensure!(
+        held.len() == manifest.expected.files_held.len(),
+        "held: {held:?}"
+    );
+
+    let url = format!(
+        "{}/v1/reports/reconciliation?client=acme-bank&period=2026-10",
+        s.query
+    );
+    let (status, report) = get_json(&url).await.unwrap();
+    ensure!(status == 200, "{report}");
+    ensure!(report["verdict"] == "EXCEPTIONS");
+    ensure!(report["roll_forward"]["ran"] == true, "{report}");
+    ensure!(
+        report["roll_forward"]["accounts"] == spec.accounts,
+        "{report}"
+    );
+
+    // Exactly the planted exceptions: the held file, and the accounts whose balances do
+    // not roll forward (planted ones, and those the held file's postings would have moved).
+    let mut found: BTreeMap<String, Vec<String>> = report["exceptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .fold(BTreeMap::new(), |mut m, e| {
+            let kind = e["kind"].as_str().unwrap().to_string();
+            let what = match kind.as_str() {
+                "BALANCE_MISMATCH" => format!(
+                    "{} {}",
+                    e["account"].as_str().unwrap(),
+                    e["difference"].as_str().unwrap()
+                ),
+                "FILE_HELD" => Path::new(e["path"].as_str().unwrap())
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+                _ => e.to_string(),
+            };
+            m.entry(kind).or_default().push(what);
+            m
+        });
+    let mut expected: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    expected.insert(
+        "BALANCE_MISMATCH".into(),
+        manifest
+            .expected
+            .balance_mismatches
+            .iter()
+            .map(|b| format!("{} {}", b.account, b.difference))
+            .collect(),
+    );
+    expected.insert("FILE_HELD".into(), manifest.expected.files_held.clone());
+    for v in expected.values_mut().chain(found.values_mut()) {
+        v.sort();
+    }
+    ensure!(expected["BALANCE_MISMATCH"].len() > spec.balance_mismatches);
+    ensure!(expected["FILE_HELD"].len() == 1);
+    ensure!(
+        found == expected,
+        "the report's exceptions differ from those planted:\nfound    {found:#?}\nexpected {expected:#?}"
+    );
+    ensure!(report["exceptions_total"] == report["exceptions"].as_array().unwrap().len());
+    // Every file of the month is listed, with its current version.
+    ensure!(
+        report["files"].as_array().unwrap().len() >= 32,
+        "{}",
+        report["files"]
+    );
+    Ok(())
+}
+
+/// Every topic of the broker, every record's key and value (headers too), as bytes.
+fn every_topic(bootstrap: &str) -> Result<Vec<(String, Vec<u8>)>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = support::tansu::rdkafka_client_config(bootstrap)
+        .set("group.id", unique("scan-"))
+        .create()?;
+    let metadata = consumer.fetch_metadata(None, Duration::from_secs(10))?;
+    let mut out = Vec::new();
+    for t in metadata.topics() {
+        for (k, v) in read_topic(bootstrap, t.name())? {
+            let mut bytes = k;
+            bytes.extend(v.unwrap_or_default());
+            out.push((t.name().to_string(), bytes));
+        }
+    }
+    Ok(out)
+}
+
+/// Every key and value of every store (column family) of every RocksDB under `dir`.
+fn every_store_entry(dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        if d.join("CURRENT").exists() {
+            let opts = rocksdb::Options::default();
+            let cfs = rocksdb::DB::list_cf(&opts, &d)?;
+            let db = rocksdb::DB::open_cf_for_read_only(&opts, &d, &cfs, false)?;
+            for cf in &cfs {
+                let handle = db.cf_handle(cf).context("a listed column family")?;
+                for item in db.iterator_cf(handle, rocksdb::IteratorMode::Start) {
+                    let (k, v) = item?;
+                    let mut bytes = k.to_vec();
+                    bytes.extend_from_slice(&v);
+                    out.push((format!("{}:{cf}", d.display()), bytes));
+                }
+            }
+            continue;
+        }
+        for entry in std::fs::read_dir(&d)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Where any of `pans` occurs in `haystacks`.
+fn clear_pans(pans: &[String], haystacks: &[(String, Vec<u8>)]) -> Vec<String> {
+    let mut found = Vec::new();
+    for (place, bytes) in haystacks {
+        for pan in pans {
+            if memchr::memmem::find(bytes, pan.as_bytes()).is_some() {
+                found.push(format!("{pan} in {place}"));
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_card_number_leaves_the_parser_in_clear() -> Result<()> {
+    use credstream::samples::{
+        Metro2Spec, Month, TransactionsFault, TransactionsSpec, card_number, write_metro2,
+        write_transactions,
+    };
+    const ACCOUNTS: usize = 25;
+    const SEED: u64 = 11;
+    let pans: Vec<String> = (0..ACCOUNTS).map(|i| card_number(SEED, i)).collect();
+    let mut s = Scenario::new().await?;
+    s.start().await?;
+
+    // Every category carries the card numbers in its card-number field.
+    let accounts = account_master_csv_with_trailer(ACCOUNTS, SEED, "2026-10-31");
+    // One account's card number is broken: quarantined, with its excerpt.
+    let broken = plant(&accounts, 4, "CardNumber", &format!("{}-X", pans[4]));
+    s.drop_file("acme-bank/accounts_2026-10.csv", &broken)?;
+    let mut postings = Vec::new();
+    let mut spec = TransactionsSpec::new(
+        chrono::NaiveDate::from_ymd_opt(2026, 10, 15).unwrap(),
+        SEED,
+        60,
+        ACCOUNTS,
+    );
+    spec.fault = Some(TransactionsFault::BadAmount);
+    write_transactions(&mut postings, &spec, |_| {})?;
+    s.drop_file(&format!("acme-bank/{}", spec.file_name()), &postings)?;
+    let metro2_spec = Metro2Spec::new(Month::new(2026, 10).unwrap(), SEED, ACCOUNTS);
+    let mut metro2 = Vec::new();
+    write_metro2(&mut metro2, &metro2_spec, |_| {})?;
+    s.drop_file(&format!("acme-bank/{}", metro2_spec.file_name()), &metro2)?;
+    // A drifted file full of card numbers is held whole.
+    s.drop_file(
+        "acme-bank/accounts_drift.csv",
+        account_master_csv(ACCOUNTS, SEED, "2026-10-31", &["PromotionalApr"]),
+    )?;
+    let files = s.wait_files(4).await?;
+    let statuses: BTreeMap<&str, &str> = files
+        .iter()
+        .map(|(p, f)| (p.as_str(), f["status"].as_str().unwrap()))
+        .collect();
+    ensure!(
+        statuses
+            .values()
+            .filter(|s| **s == "PARTIALLY_QUARANTINED")
+            .count()
+            == 2
+            && statuses.values().filter(|s| **s == "QUARANTINED").count() == 1
+            && statuses.values().filter(|s| **s == "PROCESSED").count() == 1,
+        "{statuses:?}"
+    );
+
+    // Everything the API says.
+    let mut answers: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut get = async |path: String| -> Result<Json> {
+        let (status, body) = get_json(&format!("{}{path}", s.query))
+            .await
+            .context("no answer")?;
+        ensure!(status == 200, "{path}: {status} {body}");
+        answers.push((path, body.to_string().into_bytes()));
+        Ok(body)
+    };
+    let listed = get("/v1/files".into()).await?;
+    for f in listed["files"].as_array().unwrap() {
+        get(format!("/v1/files/{}", f["file_sha256"].as_str().unwrap())).await?;
+    }
+    for view in ["accounts", "control-totals", "balances", "postings"] {
+        let body = get(format!("/v1/views/{view}?limit=1000")).await?;
+        ensure!(
+            !body["entries"].as_array().unwrap().is_empty(),
+            "view {view} is empty"
+        );
+    }
+    get("/v1/reports/reconciliation?client=acme-bank&period=2026-10".into()).await?;
+    answers.push(("/metrics".into(), s.metrics().await?.into_bytes()));
+
+    // Every topic, then (the pipeline stopped) every store, and every log.
+    let topics = every_topic(&s.tansu.bootstrap())?;
+    // The broken card number was quarantined with its excerpt masked.
+    let quarantine = read_topic(&s.tansu.bootstrap(), &s.topic("quarantine"))?;
+    let held = decode_all(
+        &s.registry_url,
+        &quarantine.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
+    )
+    .await?;
+    let masked = credstream::formats::mask_card_numbers(&format!("{}-X", pans[4]));
+    ensure!(
+        held.iter()
+            .any(|r| field(r, "excerpt")
+                == &Value::Union(1, Box::new(Value::String(masked.clone())))),
+        "no quarantine record shows {masked}"
+    );
+    s.kill9();
+    let stores = every_store_entry(&s.root().join("state"))?;
+    ensure!(stores.len() > 100, "only {} store entries", stores.len());
+    let mut logs = Vec::new();
+    for entry in std::fs::read_dir(s.root())? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "log") {
+            logs.push((path.display().to_string(), std::fs::read(&path)?));
+        }
+    }
+    ensure!(!logs.is_empty());
+    let mut leaks = clear_pans(&pans, &topics);
+    leaks.extend(clear_pans(&pans, &stores));
+    leaks.extend(clear_pans(&pans, &logs));
+    leaks.extend(clear_pans(&pans, &answers));
+    ensure!(leaks.is_empty(), "card numbers in clear: {leaks:#?}");
+
+    // The scan finds them where they belong: the raw store keeps the bytes as sent.
+    let mut raw = Vec::new();
+    for entry in walk(&s.root().join("raw"))? {
+        raw.push((entry.display().to_string(), std::fs::read(&entry)?));
+    }
+    ensure!(
+        clear_pans(&pans, &raw).len() >= pans.len(),
+        "the scan does not see the card numbers in the raw store"
+    );
+    Ok(())
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    Ok(out)
 }

@@ -137,7 +137,10 @@ path = "{root}/raw"
 kind = "local"
 path = "{root}/landing"
 poll_interval_ms = 200
+
+{tokenisation}
 "#,
+                tokenisation = support::tokenisation_section(&root)?,
                 tansu_properties = support::tansu::PIPELINE_PROPERTIES,
                 root = root.display(),
                 bootstrap = tansu.bootstrap(),

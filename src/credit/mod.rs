@@ -4,7 +4,15 @@
 //!
 //! Stores (each backed by a compacted changelog):
 //! - `dedup`: `<client id>/<sha256>` → the first arrival of those bytes;
-//! - `ledger`: `<sha256>/<arrival id>` → the [`FileLedgerEntry`] of each arrival.
+//! - `ledger`: `<sha256>/<arrival id>` → the [`FileLedgerEntry`] of each arrival;
+//! - `versions`, `accounts`, `balances`, `postings`: logical files and the views, see
+//!   [`views`].
+//!
+//! Corrections: a file whose name states the same logical identity (client + category +
+//! period + sequence) as an earlier one, with other bytes, is its next version. Once
+//! accepted it is current: the previous version's output records are retracted
+//! (tombstones under their keys), its ledger entry becomes SUPERSEDED, and its view
+//! contributions are replaced in the same unit of work.
 //!
 //! Architecture Invariant: every data record of a file ends in exactly one place, an
 //! output topic or quarantine, and the ledger's counts add up
@@ -14,10 +22,12 @@
 mod arrivals;
 mod processor;
 pub mod records;
+pub mod views;
 
 pub use arrivals::KafkaArrivalSink;
 pub use processor::{
-    CreditTopology, DEDUP_STORE, LEDGER_STORE, arrivals_topic, planned_topics, shape,
+    CreditTopology, DEDUP_STORE, LEDGER_STORE, RETRACTED_BY_HEADER, STORES, arrivals_topic,
+    planned_topics, shape,
 };
 pub use records::{FileArrived, FileLedgerEntry, FileStatus, QuarantineRecord};
 
@@ -32,6 +42,8 @@ pub enum CreditError {
         offset: i64,
         message: String,
     },
+    #[error("the reconciliation report cannot be made: {0}")]
+    Report(String),
     #[error("corrupt {store} store value for {key}: {message}")]
     CorruptState {
         store: &'static str,

@@ -10,9 +10,14 @@ use super::CreditError;
 use super::records::{
     DedupEntry, FileArrived, FileLedgerEntry, FileStatus, QuarantineRecord, QuarantineScope,
 };
+use super::views::{
+    ACCOUNTS_STORE, AccountState, BALANCES_STORE, Balance, Contributions, POSTINGS_STORE,
+    PostingSum, VERSIONS_STORE, Version, VersionChain, identity_key, totals_map,
+};
 use crate::config::{Config, KafkaConfig};
 use crate::formats::{
-    BadRecordPolicy, Catalog, Category, DriftClass, FileDrift, Position, RecordIssue, parse_csv,
+    BadRecordPolicy, Catalog, Category, DriftClass, FieldValue, FileDrift, Identity, ParseSummary,
+    Position, RecordIssue, parse,
 };
 use crate::rawstore::RawStore;
 use crate::schema::contracts::{self, Contracts};
@@ -21,11 +26,26 @@ use crate::streams::{
     InputRecord, Processor, ProcessorContext, TopicSpec, Topology, TopologyShape, changelog_topic,
     partition_for_key, replicas_topic,
 };
+use crate::tokenise::Tokeniser;
 
 /// Store of first arrivals by content: `<client id>/<sha256>` → [`DedupEntry`].
 pub const DEDUP_STORE: &str = "dedup";
 /// Store of the file ledger: `<sha256>/<arrival id>` → [`FileLedgerEntry`] (JSON).
 pub const LEDGER_STORE: &str = "ledger";
+
+/// Every store of the topology.
+pub const STORES: [&str; 6] = [
+    DEDUP_STORE,
+    LEDGER_STORE,
+    VERSIONS_STORE,
+    ACCOUNTS_STORE,
+    BALANCES_STORE,
+    POSTINGS_STORE,
+];
+
+/// Header of a retraction (a tombstone on an output topic): the SHA-256 of the version
+/// that superseded the record's file.
+pub const RETRACTED_BY_HEADER: &str = "credstream.retracted-by";
 
 /// Topic names, without the prefix.
 const ARRIVALS: &str = "file-arrivals";
@@ -52,6 +72,7 @@ struct Shared {
     ledger_codec: Arc<Codec>,
     outputs: Vec<CategoryOutput>,
     kafka: KafkaConfig,
+    tokeniser: Tokeniser,
 }
 
 /// The credit topology with its contracts registered and its layouts checked.
@@ -69,6 +90,7 @@ impl CreditTopology {
         raw: Arc<dyn RawStore>,
         catalog: Catalog,
         contracts: &Contracts,
+        tokeniser: Tokeniser,
     ) -> Result<CreditTopology, crate::Error> {
         let codec = async |topic: &str, contract: &str| -> Result<Arc<Codec>, crate::Error> {
             let text = contracts.get(contract)?;
@@ -106,6 +128,7 @@ impl CreditTopology {
                 ledger_codec,
                 outputs,
                 kafka: kafka.clone(),
+                tokeniser,
             }),
         })
     }
@@ -157,7 +180,7 @@ pub fn shape(kafka: &KafkaConfig, catalog: &Catalog) -> TopologyShape {
         name: "credit-files".into(),
         source: arrivals_topic(kafka),
         processor: "file-processor".into(),
-        stores: vec![DEDUP_STORE.into(), LEDGER_STORE.into()],
+        stores: STORES.iter().map(|s| s.to_string()).collect(),
         sinks,
     }
 }
@@ -168,7 +191,7 @@ pub fn shape(kafka: &KafkaConfig, catalog: &Catalog) -> TopologyShape {
 fn partition_of(store: &str, key: &[u8], partitions: i32) -> Option<i32> {
     let key = std::str::from_utf8(key).ok()?;
     match store {
-        DEDUP_STORE => {
+        DEDUP_STORE | VERSIONS_STORE | ACCOUNTS_STORE | BALANCES_STORE | POSTINGS_STORE => {
             let (client, _) = key.split_once('/')?;
             Some(partition_for_key(client.as_bytes(), partitions))
         }
@@ -211,7 +234,7 @@ fn topic_specs(kafka: &KafkaConfig, catalog: &Catalog) -> Vec<TopicSpec> {
 /// topics are made by hand (or by the demo on the mock cluster).
 pub fn planned_topics(config: &Config, catalog: &Catalog) -> Vec<TopicSpec> {
     let mut topics = topic_specs(&config.kafka, catalog);
-    for store in [DEDUP_STORE, LEDGER_STORE] {
+    for store in STORES {
         topics.push(TopicSpec {
             name: changelog_topic(&config.app.id, store),
             partitions: config.kafka.partitions,
@@ -239,11 +262,31 @@ enum Routed {
     /// The file is held whole.
     Held(FileDrift),
     /// Records went out or to quarantine, one by one.
-    Records {
-        records_in: u64,
-        records_out: u64,
-        quarantined: BTreeMap<DriftClass, u64>,
-    },
+    Records(RoutedRecords),
+}
+
+struct RoutedRecords {
+    records_in: u64,
+    records_out: u64,
+    quarantined: BTreeMap<DriftClass, u64>,
+    /// Record indices that went to quarantine rather than the output topic.
+    not_out: Vec<u64>,
+    trailer: Option<BTreeMap<String, String>>,
+    contributions: Contributions,
+}
+
+/// A file's outcome as its logical identity's version chain sees it.
+enum Outcome {
+    Held { reason: String },
+    Accepted(RoutedRecords),
+}
+
+/// Adds `note` to an entry's reason.
+fn append_reason(entry: &mut FileLedgerEntry, note: String) {
+    entry.reason = Some(match entry.reason.take() {
+        Some(r) => format!("{r}; {note}"),
+        None => note,
+    });
 }
 
 fn now_ms() -> i64 {
@@ -323,59 +366,47 @@ impl Processor for FileProcessor {
                 let routed = tokio::task::block_in_place(|| {
                     self.route_records(ctx, &arrival, output, &bytes)
                 })?;
-                match routed {
+                let (mut entry, outcome) = match routed {
                     Routed::Held(drift) => {
-                        self.hold_file(ctx, &arrival, &arrival_id, Some(output), drift)
-                            .await?
+                        let reason = format!("{}: {}", drift.class, drift.reason);
+                        let entry = self
+                            .hold_file(ctx, &arrival, &arrival_id, Some(output), drift)
+                            .await?;
+                        (entry, Outcome::Held { reason })
                     }
-                    Routed::Records {
-                        records_in,
-                        records_out,
-                        quarantined,
-                    } => {
-                        let held: u64 = quarantined.values().sum();
-                        let status = if held == 0 {
-                            FileStatus::Processed
-                        } else {
-                            FileStatus::PartiallyQuarantined
-                        };
-                        let client = arrival.client_id.as_str();
-                        let category = output.category.name.as_str();
-                        crate::metrics::RecordsOut {
-                            client,
-                            category,
-                            count: records_out,
+                    Routed::Records(routed) => {
+                        let entry = self.records_entry(&arrival, &arrival_id, output, &routed);
+                        (entry, Outcome::Accepted(routed))
+                    }
+                };
+                let name = arrival.file_name();
+                match output
+                    .category
+                    .identity
+                    .as_ref()
+                    .map(|i| (i, i.identity(name)))
+                {
+                    Some((_, Some(identity))) => {
+                        self.record_version(ctx, &arrival, output, identity, &mut entry, outcome)
+                            .await?;
+                    }
+                    Some((spec, None)) => {
+                        let note = format!(
+                            "the name states no logical identity (pattern {}): not versioned, \
+                             not in views or reports",
+                            spec.pattern()
+                        );
+                        tracing::warn!(client = %arrival.client_id, path = %arrival.path, category = %output.category.name, "{note}");
+                        crate::metrics::FileWithoutIdentity {
+                            client: &arrival.client_id,
+                            category: &output.category.name,
                         }
                         .emit();
-                        for (class, count) in &quarantined {
-                            crate::metrics::RecordsQuarantined {
-                                client,
-                                category,
-                                class: class.as_str(),
-                                count: *count,
-                            }
-                            .emit();
-                        }
-                        tracing::info!(client, path = %arrival.path, category, records_in, records_out, records_quarantined = held, "file processed");
-                        self.ledger_entry(&arrival, &arrival_id, status, |e| {
-                            e.category = Some(output.category.name.clone());
-                            e.records_in = records_in as i64;
-                            e.records_out = records_out as i64;
-                            e.records_quarantined = held as i64;
-                            e.layout_version = Some(output.category.layout_version as i32);
-                            e.schema_id = Some(output.codec.id() as i32);
-                            if held > 0 {
-                                e.reason = Some(
-                                    quarantined
-                                        .iter()
-                                        .map(|(c, n)| format!("{n} {c}"))
-                                        .collect::<Vec<_>>()
-                                        .join(", "),
-                                );
-                            }
-                        })
+                        append_reason(&mut entry, note);
                     }
+                    None => {}
                 }
+                entry
             }
         };
         let mut entry = entry;
@@ -462,6 +493,12 @@ impl FileProcessor {
             arrived_at: arrival.detected_at,
             processed_at: now_ms(),
             replay_of: None,
+            period: None,
+            sequence: None,
+            version: None,
+            supersedes: None,
+            superseded_by: None,
+            trailer_totals: None,
         };
         fill(&mut entry);
         entry
@@ -548,9 +585,346 @@ impl FileProcessor {
         )
     }
 
-    /// Parses the file and sends each record to the output topic or quarantine. Runs under
-    /// `block_in_place`: parsing is CPU work, and sends block only while the producer's
-    /// queue is full.
+    /// The ledger entry of a file whose records were routed one by one; emits the
+    /// record metrics.
+    fn records_entry(
+        &self,
+        arrival: &FileArrived,
+        arrival_id: &str,
+        output: &CategoryOutput,
+        routed: &RoutedRecords,
+    ) -> FileLedgerEntry {
+        let held: u64 = routed.quarantined.values().sum();
+        let status = if held == 0 {
+            FileStatus::Processed
+        } else {
+            FileStatus::PartiallyQuarantined
+        };
+        let client = arrival.client_id.as_str();
+        let category = output.category.name.as_str();
+        crate::metrics::RecordsOut {
+            client,
+            category,
+            count: routed.records_out,
+        }
+        .emit();
+        for (class, count) in &routed.quarantined {
+            crate::metrics::RecordsQuarantined {
+                client,
+                category,
+                class: class.as_str(),
+                count: *count,
+            }
+            .emit();
+        }
+        tracing::info!(client, path = %arrival.path, category, records_in = routed.records_in, records_out = routed.records_out, records_quarantined = held, "file processed");
+        self.ledger_entry(arrival, arrival_id, status, |e| {
+            e.category = Some(output.category.name.clone());
+            e.records_in = routed.records_in as i64;
+            e.records_out = routed.records_out as i64;
+            e.records_quarantined = held as i64;
+            e.layout_version = Some(output.category.layout_version as i32);
+            e.schema_id = Some(output.codec.id() as i32);
+            e.trailer_totals = routed.trailer.clone();
+            if held > 0 {
+                e.reason = Some(
+                    routed
+                        .quarantined
+                        .iter()
+                        .map(|(c, n)| format!("{n} {c}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                );
+            }
+        })
+    }
+
+    /// Adds the file to its logical identity's version chain. An accepted file becomes the
+    /// current version: the previous current one is superseded (its output records
+    /// retracted, its ledger entry marked, its view contributions replaced by this file's).
+    /// A held file is a version too, but never current.
+    async fn record_version(
+        &self,
+        ctx: &mut ProcessorContext<'_>,
+        arrival: &FileArrived,
+        output: &CategoryOutput,
+        identity: Identity,
+        entry: &mut FileLedgerEntry,
+        outcome: Outcome,
+    ) -> Result<(), crate::Error> {
+        let category = &output.category;
+        let client = arrival.client_id.as_str();
+        let key = identity_key(client, &category.name, &identity);
+        let mut chain: VersionChain = match ctx.get(VERSIONS_STORE, key.as_bytes())? {
+            Some(raw) => decode_state(VERSIONS_STORE, &key, &raw)?,
+            None => VersionChain {
+                client_id: client.to_string(),
+                category: category.name.clone(),
+                period: identity.period.clone(),
+                sequence: identity.sequence.clone(),
+                ..VersionChain::default()
+            },
+        };
+        // A replay of bytes already in the chain keeps their version number.
+        let existing = chain
+            .versions
+            .iter()
+            .position(|v| v.file_sha256 == arrival.sha256);
+        let number = existing.map_or_else(|| chain.next_version(), |i| chain.versions[i].version);
+        let (not_out, trailer, reason, contributions) = match outcome {
+            Outcome::Held { reason } => (Vec::new(), None, Some(reason), None),
+            Outcome::Accepted(r) => (r.not_out, r.trailer, None, Some(r.contributions)),
+        };
+        let version = Version {
+            version: number,
+            file_sha256: arrival.sha256.clone(),
+            arrival_id: entry.arrival_id.clone(),
+            ledger_key: entry.key(),
+            file_path: arrival.path.clone(),
+            status: entry.status,
+            records_in: entry.records_in as u64,
+            records_out: entry.records_out as u64,
+            records_quarantined: entry.records_quarantined as u64,
+            not_out,
+            trailer,
+            reason,
+            processed_at: entry.processed_at,
+            superseded_by: None,
+        };
+        match existing {
+            Some(i) => chain.versions[i] = version,
+            None => chain.versions.push(version),
+        }
+        entry.period = Some(identity.period.clone());
+        entry.sequence = Some(identity.sequence.clone());
+        entry.version = Some(number as i32);
+
+        if let Some(contributions) = contributions {
+            let previous = chain.current().cloned();
+            match previous {
+                // An older version replayed after a newer one took over: not current.
+                Some(p) if p.version > number => {
+                    let retracted = self.retract(
+                        ctx,
+                        output,
+                        &arrival.sha256,
+                        &chain.versions[existing.unwrap_or(chain.versions.len() - 1)],
+                        &p.file_sha256,
+                    )?;
+                    entry.status = FileStatus::Superseded;
+                    entry.superseded_by = Some(p.file_sha256.clone());
+                    append_reason(
+                        entry,
+                        format!(
+                            "version {number} is older than the current version {}; its {retracted} records were retracted",
+                            p.version
+                        ),
+                    );
+                }
+                previous => {
+                    let superseded = previous.filter(|p| p.version != number);
+                    if let Some(p) = &superseded {
+                        let retracted =
+                            self.retract(ctx, output, &p.file_sha256, p, &arrival.sha256)?;
+                        self.mark_superseded(ctx, p, &arrival.sha256, number)
+                            .await?;
+                        if let Some(v) = chain.versions.iter_mut().find(|v| v.version == p.version)
+                        {
+                            v.superseded_by = Some(number);
+                            v.status = FileStatus::Superseded;
+                        }
+                        entry.supersedes = Some(p.file_sha256.clone());
+                        append_reason(
+                            entry,
+                            format!(
+                                "correction: version {number} supersedes version {} ({}); {retracted} of its records retracted",
+                                p.version, p.file_sha256
+                            ),
+                        );
+                        crate::metrics::FileSuperseded {
+                            client,
+                            category: &category.name,
+                            records_retracted: retracted,
+                        }
+                        .emit();
+                        tracing::info!(client, category = %category.name, period = %identity.period, sequence = %identity.sequence, version = number, supersedes = %p.file_sha256, retracted, "correction: new version supersedes the current one");
+                    }
+                    self.apply_views(
+                        ctx,
+                        category,
+                        client,
+                        &key,
+                        &identity,
+                        number,
+                        &arrival.sha256,
+                        superseded.as_ref().map(|p| p.file_sha256.as_str()),
+                        contributions,
+                    )?;
+                    chain.current = Some(number);
+                }
+            }
+        } else if let Some(current) = chain.current() {
+            append_reason(
+                entry,
+                format!(
+                    "version {number} is held; version {} stays current",
+                    current.version
+                ),
+            );
+        }
+        ctx.put(
+            VERSIONS_STORE,
+            key.as_bytes(),
+            &serde_json::to_vec(&chain).expect("version chains serialise"),
+        );
+        Ok(())
+    }
+
+    /// Sends a retraction (tombstone) for every output record of `version`, naming the
+    /// version that replaced it. Returns how many.
+    fn retract(
+        &self,
+        ctx: &ProcessorContext<'_>,
+        output: &CategoryOutput,
+        sha256: &str,
+        version: &Version,
+        by: &str,
+    ) -> Result<u64, crate::Error> {
+        tokio::task::block_in_place(|| {
+            let mut key = String::with_capacity(80);
+            let mut retracted = 0;
+            let mut skip = version.not_out.iter().copied().peekable();
+            for index in 0..version.records_in {
+                if skip.peek() == Some(&index) {
+                    skip.next();
+                    continue;
+                }
+                key.clear();
+                write!(key, "{sha256}:{index}").expect("writing to a String");
+                ctx.retract_blocking(
+                    &output.topic,
+                    key.as_bytes(),
+                    (RETRACTED_BY_HEADER, by.as_bytes()),
+                )?;
+                retracted += 1;
+            }
+            Ok(retracted)
+        })
+    }
+
+    /// Marks the ledger entry of a superseded version.
+    async fn mark_superseded(
+        &self,
+        ctx: &mut ProcessorContext<'_>,
+        version: &Version,
+        by: &str,
+        by_version: u32,
+    ) -> Result<(), crate::Error> {
+        let Some(raw) = ctx.get(LEDGER_STORE, version.ledger_key.as_bytes())? else {
+            return Ok(());
+        };
+        let mut old: FileLedgerEntry = decode_state(LEDGER_STORE, &version.ledger_key, &raw)?;
+        old.status = FileStatus::Superseded;
+        old.superseded_by = Some(by.to_string());
+        append_reason(
+            &mut old,
+            format!("superseded by version {by_version} ({by})"),
+        );
+        old.processed_at = now_ms();
+        self.write_ledger(ctx, &old).await
+    }
+
+    /// Replaces the views' contributions of the identity's previous current version (if
+    /// any) with this file's.
+    #[allow(clippy::too_many_arguments)]
+    fn apply_views(
+        &self,
+        ctx: &mut ProcessorContext<'_>,
+        category: &Category,
+        client: &str,
+        identity_key: &str,
+        identity: &Identity,
+        version: u32,
+        sha256: &str,
+        superseded: Option<&str>,
+        contributions: Contributions,
+    ) -> Result<(), crate::Error> {
+        if category.postings.is_some() {
+            // Keyed by identity: whatever the identity held before goes, then this file's.
+            let prefix = format!("{identity_key}/");
+            for (k, _) in ctx.scan(POSTINGS_STORE, prefix.as_bytes(), usize::MAX)? {
+                ctx.delete(POSTINGS_STORE, &k);
+            }
+            for ((month, account), sum) in contributions.postings {
+                let k = format!("{prefix}{month}/{account}");
+                ctx.put(
+                    POSTINGS_STORE,
+                    k.as_bytes(),
+                    &serde_json::to_vec(&sum).expect("posting sums serialise"),
+                );
+            }
+        }
+        if category.account.is_some() {
+            let period_prefix = format!("{client}/{}/", identity.period);
+            // The snapshot's balances before this file, as applied.
+            let before = ctx.scan(BALANCES_STORE, period_prefix.as_bytes(), usize::MAX)?;
+            for (account, (mut balance, mut state)) in contributions.accounts {
+                balance.version = version;
+                state.version = version;
+                let bk = format!("{period_prefix}{account}");
+                ctx.put(
+                    BALANCES_STORE,
+                    bk.as_bytes(),
+                    &serde_json::to_vec(&balance).expect("balances serialise"),
+                );
+                let ak = format!("{client}/{account}");
+                let newer_exists = match ctx.get(ACCOUNTS_STORE, ak.as_bytes())? {
+                    Some(raw) => {
+                        let existing: AccountState = decode_state(ACCOUNTS_STORE, &ak, &raw)?;
+                        existing.period > identity.period
+                    }
+                    None => false,
+                };
+                if !newer_exists {
+                    ctx.put(
+                        ACCOUNTS_STORE,
+                        ak.as_bytes(),
+                        &serde_json::to_vec(&state).expect("account states serialise"),
+                    );
+                }
+            }
+            // Accounts the superseded version had and this one has not: gone from the
+            // snapshot, so gone from its balances, and from the account view if that
+            // showed them from the superseded file.
+            for (bk, raw) in before {
+                let Some(current) = ctx.get(BALANCES_STORE, &bk)? else {
+                    continue;
+                };
+                if current != raw {
+                    continue;
+                }
+                let bk_text = String::from_utf8_lossy(&bk).into_owned();
+                let old: Balance = decode_state(BALANCES_STORE, &bk_text, &raw)?;
+                if old.file_sha256 == sha256 && old.version == version {
+                    continue;
+                }
+                ctx.delete(BALANCES_STORE, &bk);
+                let account = &bk_text[period_prefix.len()..];
+                let ak = format!("{client}/{account}");
+                if let Some(raw) = ctx.get(ACCOUNTS_STORE, ak.as_bytes())? {
+                    let state: AccountState = decode_state(ACCOUNTS_STORE, &ak, &raw)?;
+                    if Some(state.file_sha256.as_str()) == superseded {
+                        ctx.delete(ACCOUNTS_STORE, ak.as_bytes());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Parses the file and sends each record to the output topic or quarantine, gathering
+    /// what it adds to the views. Runs under `block_in_place`: parsing is CPU work, and
+    /// sends block only while the producer's queue is full.
     fn route_records(
         &self,
         ctx: &ProcessorContext<'_>,
@@ -564,20 +938,35 @@ impl FileProcessor {
             raw_key: &arrival.raw_key,
             layout: &layout,
         };
+        let tokeniser = &self.shared.tokeniser;
         // A trailer, or a layout that holds the whole file on one bad record, must be
         // checked before any record leaves.
         if output.category.validates_first(bytes)
-            && let Some(drift) = validate(output, file, bytes)
+            && let Some(drift) = validate(output, tokeniser, file, bytes)
         {
             return Ok(Routed::Held(drift));
         }
+        let identity = output
+            .category
+            .identity
+            .as_ref()
+            .and_then(|i| i.identity(arrival.file_name()));
+        let mut gather = identity.map(|identity| Gather {
+            category: &output.category,
+            client: &arrival.client_id,
+            sha256: &arrival.sha256,
+            identity,
+            contributions: Contributions::default(),
+        });
         let mut value = Vec::with_capacity(512);
         let mut key = String::with_capacity(80);
         let mut records_out = 0u64;
         let mut quarantined: BTreeMap<DriftClass, u64> = BTreeMap::new();
-        let parsed = parse_csv(
+        let mut not_out = Vec::new();
+        let parsed = parse(
             bytes,
             &output.category,
+            tokeniser,
             |outcome| -> Result<(), crate::Error> {
                 let issue = match outcome {
                     Ok(rec) => {
@@ -595,6 +984,9 @@ impl FileProcessor {
                                     .expect("writing to a String");
                                 ctx.send_blocking(&output.topic, key.as_bytes(), &value)?;
                                 records_out += 1;
+                                if let Some(g) = gather.as_mut() {
+                                    g.add(rec.values, rec.position);
+                                }
                                 return Ok(());
                             }
                             Err(e) => schema_issue(e, rec.position),
@@ -603,6 +995,7 @@ impl FileProcessor {
                     Err(issue) => issue,
                 };
                 *quarantined.entry(issue.class).or_default() += 1;
+                not_out.push(issue.position.record_index);
                 let record = QuarantineRecord {
                     scope: QuarantineScope::Record,
                     class: issue.class.as_str().to_string(),
@@ -636,13 +1029,125 @@ impl FileProcessor {
                 if let Some(trailer) = &summary.trailer {
                     tracing::info!(path = %arrival.path, line = trailer.line, records = trailer.records, totals = %trailer.sums.iter().map(|t| format!("{}={t}", t.field)).collect::<Vec<_>>().join(" "), "trailer control totals reconcile");
                 }
-                Routed::Records {
+                not_out.sort_unstable();
+                Routed::Records(RoutedRecords {
                     records_in: summary.records,
                     records_out,
                     quarantined,
-                }
+                    not_out,
+                    trailer: trailer_totals(&summary),
+                    contributions: gather.map(|g| g.contributions).unwrap_or_default(),
+                })
             }
         })
+    }
+}
+
+/// The trailer's reconciled values by name, with `records` (the data records counted).
+fn trailer_totals(summary: &ParseSummary) -> Option<BTreeMap<String, String>> {
+    summary.trailer.as_ref().map(|t| {
+        let mut totals = totals_map(&t.sums);
+        totals
+            .entry("records".to_string())
+            .or_insert_with(|| t.records.to_string());
+        totals
+    })
+}
+
+/// Reads a store value the topology wrote itself; unreadable means a bug, not bad data.
+fn decode_state<T: serde::de::DeserializeOwned>(
+    store: &'static str,
+    key: &str,
+    raw: &[u8],
+) -> Result<T, crate::Error> {
+    serde_json::from_slice(raw).map_err(|e| {
+        CreditError::CorruptState {
+            store,
+            key: key.to_string(),
+            message: e.to_string(),
+        }
+        .into()
+    })
+}
+
+/// Gathers a file's view contributions from its good records.
+struct Gather<'a> {
+    category: &'a Category,
+    client: &'a str,
+    sha256: &'a str,
+    identity: Identity,
+    contributions: Contributions,
+}
+
+impl Gather<'_> {
+    fn add(&mut self, values: &[FieldValue<'_>], position: Position) {
+        let text = |i: usize| match values[i] {
+            FieldValue::Str(s) => Some(s.trim().to_string()),
+            FieldValue::Pan(t) => Some(t.token()),
+            _ => None,
+        };
+        let unscaled = |i: usize| values[i].as_unscaled().unwrap_or(0);
+        let scale = |i: usize| self.category.fields[i].ty.numeric_scale().unwrap_or(0);
+        if let Some(role) = &self.category.account {
+            let Some(account) = text(role.key) else {
+                return;
+            };
+            let state = AccountState {
+                client_id: self.client.to_string(),
+                account: account.clone(),
+                category: self.category.name.clone(),
+                period: self.identity.period.clone(),
+                version: 0,
+                file_sha256: self.sha256.to_string(),
+                record_index: position.record_index,
+                values: self
+                    .category
+                    .fields
+                    .iter()
+                    .zip(values)
+                    .map(|(f, v)| (f.name.clone(), v.to_json(&f.ty)))
+                    .collect(),
+            };
+            let balance = Balance {
+                unscaled: unscaled(role.balance),
+                scale: scale(role.balance),
+                file_sha256: self.sha256.to_string(),
+                version: 0,
+            };
+            self.contributions
+                .accounts
+                .insert(account, (balance, state));
+        }
+        if let Some(role) = &self.category.postings {
+            let (Some(account), FieldValue::Date(days), Some(flag)) =
+                (text(role.account), values[role.date], text(role.sign))
+            else {
+                return;
+            };
+            let Some(date) = chrono::NaiveDate::default()
+                .checked_add_signed(chrono::TimeDelta::days(i64::from(days)))
+            else {
+                return;
+            };
+            let month = date.format("%Y-%m").to_string();
+            let amount = unscaled(role.amount);
+            let sum = self
+                .contributions
+                .postings
+                .entry((month, account))
+                .or_insert_with(|| PostingSum {
+                    scale: scale(role.amount),
+                    file_sha256: self.sha256.to_string(),
+                    ..PostingSum::default()
+                });
+            if flag == role.debit {
+                sum.net += amount;
+                sum.debits += 1;
+            } else if flag == role.credit {
+                sum.net -= amount;
+                sum.credits += 1;
+            }
+        }
     }
 }
 
@@ -661,13 +1166,19 @@ fn schema_issue(e: impl std::fmt::Display, position: Position) -> RecordIssue {
 /// The validation pass: parses and encodes the whole file without sending anything.
 /// Returns the drift that holds the file: a trailer that does not reconcile, or (with
 /// `quarantine.bad_records = "file"`) the first bad record.
-fn validate(output: &CategoryOutput, file: FileProvenance<'_>, bytes: &[u8]) -> Option<FileDrift> {
+fn validate(
+    output: &CategoryOutput,
+    tokeniser: &Tokeniser,
+    file: FileProvenance<'_>,
+    bytes: &[u8],
+) -> Option<FileDrift> {
     let mut scratch = Vec::with_capacity(512);
     let mut first: Option<RecordIssue> = None;
     let mut bad = 0u64;
-    let parsed = parse_csv(
+    let parsed = parse(
         bytes,
         &output.category,
+        tokeniser,
         |outcome| -> Result<(), std::convert::Infallible> {
             let issue = match outcome {
                 Ok(rec) => {

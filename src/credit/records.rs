@@ -38,6 +38,9 @@ pub enum FileStatus {
     Quarantined,
     /// The same bytes were processed before: audit event only.
     Duplicate,
+    /// A later version of the same logical file replaced this one; its records were
+    /// retracted from the output topic and the views.
+    Superseded,
 }
 
 impl FileStatus {
@@ -47,6 +50,7 @@ impl FileStatus {
             FileStatus::PartiallyQuarantined => "PARTIALLY_QUARANTINED",
             FileStatus::Quarantined => "QUARANTINED",
             FileStatus::Duplicate => "DUPLICATE",
+            FileStatus::Superseded => "SUPERSEDED",
         }
     }
 }
@@ -75,6 +79,23 @@ pub struct FileLedgerEntry {
     /// For a replay: the first arrival of these bytes, whose outcome this one supersedes.
     #[serde(default)]
     pub replay_of: Option<String>,
+    /// The logical identity's period and sequence, when the name states them.
+    #[serde(default)]
+    pub period: Option<String>,
+    #[serde(default)]
+    pub sequence: Option<String>,
+    /// Version of the logical file (1, 2, …).
+    #[serde(default)]
+    pub version: Option<i32>,
+    /// SHA-256 of the version this one replaced as current.
+    #[serde(default)]
+    pub supersedes: Option<String>,
+    /// SHA-256 of the version that replaced this one.
+    #[serde(default)]
+    pub superseded_by: Option<String>,
+    /// The trailer's control totals as reconciled, name → decimal.
+    #[serde(default)]
+    pub trailer_totals: Option<std::collections::BTreeMap<String, String>>,
 }
 
 impl FileLedgerEntry {

@@ -16,10 +16,20 @@ use toml::Spanned;
 use super::value::FieldValue;
 
 /// The categories built into the binary: the repository's `topologies/`.
-const BUILTIN: &[(&str, &str)] = &[(
-    "card_accounts.toml",
-    include_str!("../../topologies/card_accounts.toml"),
-)];
+const BUILTIN: &[(&str, &str)] = &[
+    (
+        "card_accounts.toml",
+        include_str!("../../topologies/card_accounts.toml"),
+    ),
+    (
+        "card_transactions.toml",
+        include_str!("../../topologies/card_transactions.toml"),
+    ),
+    (
+        "metro2_base.toml",
+        include_str!("../../topologies/metro2_base.toml"),
+    ),
+];
 
 /// A mistake in a category file.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +69,13 @@ pub struct Category {
     pub trailer: Option<TrailerSpec>,
     /// What one bad record holds: itself, or the whole file.
     pub bad_records: BadRecordPolicy,
+    /// How a file's logical identity (period, sequence) is read from its name, if the
+    /// category's files can be corrected by a later file.
+    pub identity: Option<IdentitySpec>,
+    /// The records are account states: the account-state view and the month-end balances.
+    pub account: Option<AccountRole>,
+    /// The records are postings to accounts: the roll-forward's movements.
+    pub postings: Option<PostingRole>,
     matcher: GlobMatcher,
     pattern: String,
 }
@@ -73,6 +90,106 @@ pub enum FormatSpec {
         #[serde(default = "default_delimiter")]
         delimiter: char,
     },
+    /// Fixed-width lines, each starting with a record type: an optional header, detail
+    /// records and (with `[trailer]`) a trailer whose type is the trailer's `marker`.
+    FixedWidth {
+        /// Where the record type sits.
+        record_type: Span,
+        /// Type of the header record, if files have one (it must then be the first line).
+        #[serde(default)]
+        header: Option<String>,
+        /// Type of the data records.
+        detail: String,
+        /// Length of every detail line in bytes, line break excluded; a line of another
+        /// length is `WRONG_RECORD_LENGTH`.
+        #[serde(default)]
+        record_length: Option<usize>,
+    },
+    /// Metro 2 character format: framing, segments and trailer counts are the format's;
+    /// the layout picks base-segment fields by name (`column`).
+    Metro2,
+}
+
+/// Bytes `start..start + length` of a fixed-width record, 1-based as record layouts
+/// print them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Span {
+    pub start: usize,
+    pub length: usize,
+}
+
+impl Span {
+    /// The span's bytes of `line`, or `None` if the line is too short.
+    pub fn slice<'a>(&self, line: &'a [u8]) -> Option<&'a [u8]> {
+        line.get(self.start - 1..self.end())
+    }
+
+    /// One past the last byte, 1-based: the line length the span needs.
+    pub fn end(&self) -> usize {
+        self.start - 1 + self.length
+    }
+}
+
+/// How a file's logical identity is read from its name: the regular expression's named
+/// groups `period` (required) and `sequence` (optional).
+#[derive(Clone, Debug)]
+pub struct IdentitySpec {
+    pattern: regex::Regex,
+}
+
+/// A file's logical identity within its client and category: files with the same one are
+/// versions of each other.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Identity {
+    /// The reporting period as the file name writes it, e.g. `2026-10` or `2026-10-15`.
+    pub period: String,
+    /// Cycle or sequence within the period; empty when the name has none.
+    pub sequence: String,
+}
+
+impl IdentitySpec {
+    /// The identity a file name states, or `None` if the name does not match.
+    pub fn identity(&self, file_name: &str) -> Option<Identity> {
+        let caps = self.pattern.captures(file_name)?;
+        Some(Identity {
+            period: caps.name("period")?.as_str().to_string(),
+            sequence: caps
+                .name("sequence")
+                .map_or(String::new(), |m| m.as_str().to_string()),
+        })
+    }
+
+    /// The pattern as declared.
+    pub fn pattern(&self) -> &str {
+        self.pattern.as_str()
+    }
+}
+
+/// `[account]`: which fields name the account and its balance at the period's end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountRole {
+    /// Index of the account key field (string).
+    pub key: usize,
+    /// Index of the closing balance field (decimal).
+    pub balance: usize,
+}
+
+/// `[postings]`: which fields make a posting to an account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PostingRole {
+    /// Index of the account key field (string), matching an `[account]` key.
+    pub account: usize,
+    /// Index of the unsigned amount (decimal).
+    pub amount: usize,
+    /// Index of the date that places the posting in a month.
+    pub date: usize,
+    /// Index of the debit/credit flag (string).
+    pub sign: usize,
+    /// Flag of a debit, which raises the balance owed.
+    pub debit: String,
+    /// Flag of a credit, which lowers it.
+    pub credit: String,
 }
 
 fn default_delimiter() -> char {
@@ -101,6 +218,46 @@ pub struct TrailerSpec {
     pub required: bool,
     /// Control totals, each the sum of one numeric field over the data records.
     pub sums: Vec<TrailerSum>,
+    /// Fixed-width trailers: the values the trailer record states, by position.
+    pub checks: Vec<ControlCheck>,
+}
+
+/// One value a fixed-width trailer states and the records must reproduce.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ControlCheck {
+    /// Name in reports and mismatch reasons, e.g. `debit_amount`.
+    pub name: String,
+    /// Where the trailer states it: zero-filled digits, with the field's scale implied
+    /// for sums and a leading sign allowed for nets.
+    pub span: Span,
+    pub measure: Measure,
+    /// Only records whose field equals this text count.
+    pub filter: Option<Filter>,
+}
+
+/// What a control check computes over the data records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Measure {
+    /// The number of records.
+    Count,
+    /// The sum of a numeric field (by index), at its scale.
+    Sum { field: usize, scale: u32 },
+    /// The sum of a numeric field, added where `sign` is `plus` and subtracted where it is
+    /// `minus`.
+    Net {
+        field: usize,
+        scale: u32,
+        sign: usize,
+        plus: String,
+        minus: String,
+    },
+}
+
+/// Records whose field (by index) equals `equals`, trimmed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Filter {
+    pub field: usize,
+    pub equals: String,
 }
 
 /// One control total of a trailer.
@@ -124,6 +281,11 @@ pub struct FieldSpec {
     pub required: bool,
     /// Values the field accepts beyond its type; unconstrained by default.
     pub domain: Domain,
+    /// Fixed width: where the field sits in a detail record.
+    pub span: Option<Span>,
+    /// Fixed width: a decimal written as digits only, its last `scale` digits the
+    /// fraction (`000012345` at scale 2 is 123.45); a leading sign is allowed.
+    pub implied: bool,
 }
 
 /// The values a field accepts beyond its type: `allowed` and `min` / `max`. A value that
@@ -190,6 +352,20 @@ pub enum FieldType {
     Date {
         format: String,
     },
+    /// A card number: 12 to 19 digits. Tokenised by the parser before the record leaves
+    /// it; written as `<name>_token` and `<name>_display` fields.
+    Pan,
+    /// An account number that may be a card number (Metro 2's consumer account number):
+    /// tokenised like `pan` whatever its form; a card number gets the same token as under
+    /// `pan`, so files join on it.
+    AccountNumber,
+}
+
+impl FieldType {
+    /// Whether values of the type are tokenised in the parser.
+    pub fn is_tokenised(&self) -> bool {
+        matches!(self, FieldType::Pan | FieldType::AccountNumber)
+    }
 }
 
 impl FieldType {
@@ -201,6 +377,8 @@ impl FieldType {
             FieldType::Long => "long".into(),
             FieldType::Decimal { scale } => format!("decimal(scale {scale})"),
             FieldType::Date { format } => format!("date({format})"),
+            FieldType::Pan => "pan".into(),
+            FieldType::AccountNumber => "account_number".into(),
         }
     }
 
@@ -209,7 +387,10 @@ impl FieldType {
         match self {
             FieldType::Int | FieldType::Long => Some(0),
             FieldType::Decimal { scale } => Some(*scale),
-            FieldType::String | FieldType::Date { .. } => None,
+            FieldType::String
+            | FieldType::Date { .. }
+            | FieldType::Pan
+            | FieldType::AccountNumber => None,
         }
     }
 
@@ -240,8 +421,56 @@ impl FieldType {
                 })
                 .map(FieldValue::Date)
                 .ok_or_else(|| format!("a date formatted {format}")),
+            FieldType::Pan => {
+                let digits = raw
+                    .bytes()
+                    .filter(|b| *b != b' ' && *b != b'-')
+                    .try_fold(0usize, |n, b| b.is_ascii_digit().then_some(n + 1));
+                match digits {
+                    Some(12..=19) => Ok(FieldValue::Str(raw.trim())),
+                    _ => Err("a card number (12 to 19 digits)".to_string()),
+                }
+            }
+            FieldType::AccountNumber => {
+                let text = raw.trim();
+                if text.len() <= crate::tokenise::MAX_ACCOUNT_LEN
+                    && text.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+                {
+                    Ok(FieldValue::Str(text))
+                } else {
+                    Err(format!(
+                        "an account number (up to {} printable characters)",
+                        crate::tokenise::MAX_ACCOUNT_LEN
+                    ))
+                }
+            }
         }
     }
+
+    /// Parses a non-empty raw value of a field whose decimal point is implied: digits
+    /// only, with an optional leading sign, the last `scale` of them the fraction.
+    pub fn parse_implied<'a>(&self, raw: &'a str) -> Result<FieldValue<'a>, String> {
+        let FieldType::Decimal { scale } = self else {
+            return self.parse(raw);
+        };
+        parse_implied(raw.trim(), *scale)
+            .map(FieldValue::Decimal)
+            .ok_or_else(|| format!("digits with {scale} implied decimals"))
+    }
+}
+
+/// Parses `[-+]digits` with `scale` implied fraction digits into an unscaled integer.
+pub(super) fn parse_implied(s: &str, _scale: u32) -> Option<i128> {
+    let (negative, digits) = match s.as_bytes().first()? {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
+    };
+    if digits.is_empty() || digits.len() > 30 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: i128 = digits.parse().ok()?;
+    Some(if negative { -n } else { n })
 }
 
 /// Parses `[-+]digits[.digits]` into an unscaled integer with exactly `scale` fraction
@@ -281,7 +510,7 @@ pub(super) fn parse_decimal(s: &str, scale: u32) -> Option<i128> {
 
 /// Writes an unscaled integer as a decimal with `scale` fraction digits: the inverse of
 /// [`parse_decimal`].
-pub(super) fn format_decimal(unscaled: i128, scale: u32) -> String {
+pub fn format_decimal(unscaled: i128, scale: u32) -> String {
     let digits = unscaled.unsigned_abs().to_string();
     let scale = scale as usize;
     let digits = if digits.len() <= scale {
@@ -309,17 +538,74 @@ struct CategoryFile {
     fields: Vec<Spanned<FieldFile>>,
     trailer: Option<Spanned<TrailerFile>>,
     quarantine: Option<QuarantineFile>,
+    identity: Option<Spanned<IdentityFile>>,
+    account: Option<Spanned<AccountFile>>,
+    postings: Option<Spanned<PostingsFile>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdentityFile {
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountFile {
+    key: String,
+    balance: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PostingsFile {
+    account: String,
+    amount: String,
+    date: String,
+    sign: String,
+    debit: String,
+    credit: String,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TrailerFile {
     marker: String,
-    count_column: Spanned<usize>,
+    /// CSV only.
+    count_column: Option<Spanned<usize>>,
     #[serde(default)]
     required: bool,
+    /// CSV only.
     #[serde(default)]
     sum: Vec<Spanned<TrailerSumFile>>,
+    /// Fixed width only.
+    #[serde(default)]
+    check: Vec<Spanned<CheckFile>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckFile {
+    name: String,
+    start: usize,
+    length: usize,
+    #[serde(default)]
+    count: bool,
+    sum: Option<String>,
+    net: Option<String>,
+    /// With `net`: the flag field and its values that add and subtract.
+    sign: Option<String>,
+    plus: Option<String>,
+    minus: Option<String>,
+    #[serde(rename = "where")]
+    filter: Option<FilterFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilterFile {
+    field: String,
+    equals: String,
 }
 
 #[derive(Deserialize)]
@@ -364,6 +650,12 @@ struct FieldFile {
     format: Option<String>,
     #[serde(default)]
     required: bool,
+    /// Fixed width: 1-based first byte and length.
+    start: Option<usize>,
+    length: Option<usize>,
+    /// Fixed width: the decimal point is implied.
+    #[serde(default)]
+    implied: bool,
     /// Values the field accepts, as strings: `allowed = ["1", "2"]`.
     allowed: Option<Spanned<Vec<String>>>,
     /// Bounds: TOML integers or floats, or strings for decimals beyond 15 significant
@@ -385,7 +677,7 @@ impl Category {
             .build()
             .map(|g| g.compile_matcher())
             .map_err(|e| invalid(format!("match.name {:?}: {e}", raw.matching.name)))?;
-        if let FormatSpec::Csv { delimiter } = raw.format
+        if let FormatSpec::Csv { delimiter } = &raw.format
             && !delimiter.is_ascii()
         {
             return Err(invalid(format!(
@@ -417,7 +709,14 @@ impl Category {
                 ("date", _, None) => {
                     return Err(at(line, "a date needs `format`, e.g. \"%Y-%m-%d\""));
                 }
-                (ty @ ("string" | "int" | "long" | "decimal" | "date"), _, _) => {
+                ("pan", None, None) => FieldType::Pan,
+                ("account_number", None, None) => FieldType::AccountNumber,
+                (
+                    ty
+                    @ ("string" | "int" | "long" | "decimal" | "date" | "pan" | "account_number"),
+                    _,
+                    _,
+                ) => {
                     return Err(at(
                         line,
                         &format!(
@@ -428,7 +727,9 @@ impl Category {
                 (other, _, _) => {
                     return Err(at(
                         line,
-                        &format!("unknown type {other:?} (string, int, long, decimal, date)"),
+                        &format!(
+                            "unknown type {other:?} (string, int, long, decimal, date, pan, account_number)"
+                        ),
                     ));
                 }
             };
@@ -437,19 +738,154 @@ impl Category {
             }
             let domain = parse_domain(&ty, f.allowed, f.min, f.max, &line_of)
                 .map_err(|(line, m)| at(line, &m))?;
+            if f.implied && !matches!(ty, FieldType::Decimal { .. }) {
+                return Err(at(line, "`implied` is only for decimals"));
+            }
+            let span = match (&raw.format, f.start, f.length) {
+                (FormatSpec::FixedWidth { record_length, .. }, Some(start), Some(length)) => {
+                    if start == 0 || length == 0 {
+                        return Err(at(line, "`start` is 1-based and `length` at least 1"));
+                    }
+                    let span = Span { start, length };
+                    if record_length.is_some_and(|l| span.end() > l) {
+                        return Err(at(
+                            line,
+                            &format!("ends at byte {}, past `record_length`", span.end()),
+                        ));
+                    }
+                    Some(span)
+                }
+                (FormatSpec::FixedWidth { .. }, _, _) => {
+                    return Err(at(line, "a fixed-width field needs `start` and `length`"));
+                }
+                (_, None, None) => None,
+                _ => return Err(at(line, "`start` and `length` are for fixed-width fields")),
+            };
+            if f.implied && span.is_none() {
+                return Err(at(line, "`implied` is for fixed-width fields"));
+            }
+            if raw.format == FormatSpec::Metro2 {
+                let source = f.column.as_deref().unwrap_or(&f.name);
+                super::metro2::check_field(source, &ty).map_err(|m| at(line, &m))?;
+            }
             fields.push(FieldSpec {
                 column: f.column.unwrap_or_else(|| f.name.clone()),
                 name: f.name,
                 ty,
                 required: f.required,
                 domain,
+                span,
+                implied: f.implied,
             });
         }
+        if let FormatSpec::FixedWidth {
+            record_type,
+            record_length,
+            detail,
+            header,
+        } = &raw.format
+        {
+            if record_type.start == 0 || record_type.length == 0 {
+                return Err(invalid(
+                    "format.record_type: `start` is 1-based and `length` at least 1".into(),
+                ));
+            }
+            for code in std::iter::once(detail).chain(header) {
+                if code.len() != record_type.length {
+                    return Err(invalid(format!(
+                        "format: record type {code:?} is not {} bytes long",
+                        record_type.length
+                    )));
+                }
+            }
+            if record_length.is_some_and(|l| record_type.end() > l) {
+                return Err(invalid(
+                    "format.record_type ends past `record_length`".into(),
+                ));
+            }
+        }
+        let field_index = |name: &str, what: &str| -> Result<usize, String> {
+            fields
+                .iter()
+                .position(|f| f.name == name)
+                .ok_or_else(|| format!("{what} names unknown field {name}"))
+        };
         let trailer = match raw.trailer {
             Some(t) => Some(
-                parse_trailer(t, &fields, &line_of)
+                parse_trailer(t, &raw.format, &fields, &line_of)
                     .map_err(|(line, m)| invalid(format!("line {line}: trailer: {m}")))?,
             ),
+            None => None,
+        };
+        let identity = match raw.identity {
+            Some(spanned) => {
+                let line = line_of(spanned.span().start);
+                let pattern = regex::Regex::new(&spanned.into_inner().name)
+                    .map_err(|e| invalid(format!("line {line}: identity.name: {e}")))?;
+                if !pattern.capture_names().any(|n| n == Some("period")) {
+                    return Err(invalid(format!(
+                        "line {line}: identity.name needs a named group `period`, e.g. (?P<period>\\d{{4}}-\\d{{2}})"
+                    )));
+                }
+                Some(IdentitySpec { pattern })
+            }
+            None => None,
+        };
+        let typed = |index: usize, ok: bool, want: &str| -> Result<usize, String> {
+            if ok {
+                Ok(index)
+            } else {
+                Err(format!(
+                    "field {} is a {}, not {want}",
+                    fields[index].name,
+                    fields[index].ty.describe()
+                ))
+            }
+        };
+        let is_text = |i: usize| fields[i].ty == FieldType::String || fields[i].ty.is_tokenised();
+        let is_decimal = |i: usize| matches!(fields[i].ty, FieldType::Decimal { .. });
+        let account = match raw.account {
+            Some(spanned) => {
+                let line = line_of(spanned.span().start);
+                let a = spanned.into_inner();
+                let role = (|| {
+                    let key = field_index(&a.key, "account.key")?;
+                    let balance = field_index(&a.balance, "account.balance")?;
+                    Ok::<_, String>(AccountRole {
+                        key: typed(key, is_text(key), "text")?,
+                        balance: typed(balance, is_decimal(balance), "a decimal")?,
+                    })
+                })()
+                .map_err(|m| invalid(format!("line {line}: {m}")))?;
+                Some(role)
+            }
+            None => None,
+        };
+        let postings = match raw.postings {
+            Some(spanned) => {
+                let line = line_of(spanned.span().start);
+                let p = spanned.into_inner();
+                let role = (|| {
+                    let account = field_index(&p.account, "postings.account")?;
+                    let amount = field_index(&p.amount, "postings.amount")?;
+                    let date = field_index(&p.date, "postings.date")?;
+                    let sign = field_index(&p.sign, "postings.sign")?;
+                    Ok::<_, String>(PostingRole {
+                        account: typed(account, is_text(account), "text")?,
+                        amount: typed(amount, is_decimal(amount), "a decimal")?,
+                        date: typed(
+                            date,
+                            matches!(fields[date].ty, FieldType::Date { .. }),
+                            "a date",
+                        )?,
+                        sign: typed(sign, fields[sign].ty == FieldType::String, "a string")?,
+                        debit: p.debit,
+                        credit: p.credit,
+                    })
+                })()
+                .map_err(|m| invalid(format!("line {line}: {m}")))?;
+                Some(role)
+            }
             None => None,
         };
         Ok(Category {
@@ -462,6 +898,9 @@ impl Category {
             fields,
             trailer,
             bad_records: raw.quarantine.map(|q| q.bad_records).unwrap_or_default(),
+            identity,
+            account,
+            postings,
             matcher,
             pattern: raw.matching.name,
         })
@@ -473,7 +912,7 @@ impl Category {
     /// needs the pass only if the file can hold one: a trailer row's first cell is the
     /// marker, so a file without the marker's bytes has none and cannot mismatch.
     pub fn validates_first(&self, bytes: &[u8]) -> bool {
-        if self.bad_records == BadRecordPolicy::File {
+        if self.bad_records == BadRecordPolicy::File || self.format == FormatSpec::Metro2 {
             return true;
         }
         match &self.trailer {
@@ -537,7 +976,10 @@ fn parse_domain(
                         })?;
                     domain.allowed_numbers.push(n);
                 }
-                FieldType::Decimal { .. } | FieldType::Date { .. } => {
+                FieldType::Decimal { .. }
+                | FieldType::Date { .. }
+                | FieldType::Pan
+                | FieldType::AccountNumber => {
                     return Err((
                         line,
                         format!(
@@ -634,6 +1076,7 @@ fn parse_bound(
 /// Reads `[trailer]` against the layout's fields.
 fn parse_trailer(
     t: Spanned<TrailerFile>,
+    format: &FormatSpec,
     fields: &[FieldSpec],
     line_of: &impl Fn(usize) -> usize,
 ) -> Result<TrailerSpec, LineError> {
@@ -648,8 +1091,68 @@ fn parse_trailer(
             ),
         ));
     }
-    let count_line = line_of(t.count_column.span().start);
-    let count_column = t.count_column.into_inner();
+    match format {
+        FormatSpec::Csv { .. } => {}
+        FormatSpec::Metro2 => {
+            return Err((
+                line,
+                "Metro 2 files carry their own trailer; declare none".into(),
+            ));
+        }
+        FormatSpec::FixedWidth {
+            record_type,
+            detail,
+            header,
+            ..
+        } => {
+            if t.count_column.is_some() || !t.sum.is_empty() {
+                return Err((
+                    line,
+                    "a fixed-width trailer states its values with [[trailer.check]], not \
+                     `count_column` or [[trailer.sum]]"
+                        .into(),
+                ));
+            }
+            if t.marker.len() != record_type.length
+                || Some(&t.marker) == header.as_ref()
+                || &t.marker == detail
+            {
+                return Err((
+                    line,
+                    format!(
+                        "`marker` {:?} must be a record type of {} bytes, not the header's or the detail's",
+                        t.marker, record_type.length
+                    ),
+                ));
+            }
+            let mut checks: Vec<ControlCheck> = Vec::with_capacity(t.check.len());
+            for c in t.check {
+                let line = line_of(c.span().start);
+                checks.push(parse_check(c.into_inner(), fields).map_err(|m| (line, m))?);
+                if checks[..checks.len() - 1]
+                    .iter()
+                    .any(|x| x.name == checks[checks.len() - 1].name)
+                {
+                    return Err((line, "check name used twice".into()));
+                }
+            }
+            return Ok(TrailerSpec {
+                marker: t.marker,
+                count_column: 0,
+                required: t.required,
+                sums: Vec::new(),
+                checks,
+            });
+        }
+    }
+    if !t.check.is_empty() {
+        return Err((line, "[[trailer.check]] is for fixed-width trailers".into()));
+    }
+    let Some(count_column) = t.count_column else {
+        return Err((line, "a CSV trailer needs `count_column`".into()));
+    };
+    let count_line = line_of(count_column.span().start);
+    let count_column = count_column.into_inner();
     if count_column == 0 {
         return Err((count_line, "`count_column` 0 is the marker's cell".into()));
     }
@@ -695,6 +1198,87 @@ fn parse_trailer(
         count_column,
         required: t.required,
         sums,
+        checks: Vec::new(),
+    })
+}
+
+/// Reads one `[[trailer.check]]` against the layout's fields.
+fn parse_check(c: CheckFile, fields: &[FieldSpec]) -> Result<ControlCheck, String> {
+    let index = |name: &str| {
+        fields
+            .iter()
+            .position(|f| f.name == name)
+            .ok_or_else(|| format!("check {}: unknown field {name}", c.name))
+    };
+    let numeric = |i: usize| {
+        fields[i].ty.numeric_scale().ok_or_else(|| {
+            format!(
+                "check {}: field {} is a {}; only int, long and decimal fields add up",
+                c.name,
+                fields[i].name,
+                fields[i].ty.describe()
+            )
+        })
+    };
+    if c.start == 0 || c.length == 0 {
+        return Err(format!(
+            "check {}: `start` is 1-based and `length` at least 1",
+            c.name
+        ));
+    }
+    let measure = match (c.count, &c.sum, &c.net) {
+        (true, None, None) => Measure::Count,
+        (false, Some(f), None) => {
+            let field = index(f)?;
+            Measure::Sum {
+                field,
+                scale: numeric(field)?,
+            }
+        }
+        (false, None, Some(f)) => {
+            let field = index(f)?;
+            let (Some(sign), Some(plus), Some(minus)) = (&c.sign, &c.plus, &c.minus) else {
+                return Err(format!(
+                    "check {}: a net needs `sign` (the flag field), `plus` and `minus`",
+                    c.name
+                ));
+            };
+            Measure::Net {
+                field,
+                scale: numeric(field)?,
+                sign: index(sign)?,
+                plus: plus.clone(),
+                minus: minus.clone(),
+            }
+        }
+        _ => {
+            return Err(format!(
+                "check {}: say exactly one of `count = true`, `sum = \"Field\"` or `net = \"Field\"`",
+                c.name
+            ));
+        }
+    };
+    if !matches!(measure, Measure::Net { .. }) && (c.sign.is_some() || c.plus.is_some()) {
+        return Err(format!(
+            "check {}: `sign`, `plus` and `minus` are for nets",
+            c.name
+        ));
+    }
+    let filter = match c.filter {
+        Some(f) => Some(Filter {
+            field: index(&f.field)?,
+            equals: f.equals,
+        }),
+        None => None,
+    };
+    Ok(ControlCheck {
+        name: c.name,
+        span: Span {
+            start: c.start,
+            length: c.length,
+        },
+        measure,
+        filter,
     })
 }
 
@@ -791,7 +1375,32 @@ mod tests {
         let c = catalog.categorize("ACME_Accounts_2026-10.CSV").unwrap();
         assert_eq!(c.name, "card.accounts");
         assert_eq!(c.fields[0].name, "ReferenceNumber");
-        assert!(catalog.categorize("postings.dat").is_err());
+        assert!(catalog.categorize("readme.txt").is_err());
+        let c = catalog
+            .categorize("ACME_postings_2026-10-15_01.dat")
+            .unwrap();
+        assert_eq!(c.name, "card.transactions");
+        let identity = c
+            .identity
+            .as_ref()
+            .unwrap()
+            .identity("ACME_postings_2026-10-15_01.dat");
+        assert_eq!(
+            identity,
+            Some(Identity {
+                period: "2026-10-15".into(),
+                sequence: "01".into()
+            })
+        );
+        let c = catalog.categorize("acme_metro2_2026-10.dat").unwrap();
+        assert_eq!(c.name, "metro2.base");
+        let accounts = catalog.categorize("accounts_2026-10.csv").unwrap();
+        let identity = accounts.identity.as_ref().unwrap();
+        assert_eq!(
+            identity.identity("accounts_2026-10.csv").unwrap().period,
+            "2026-10"
+        );
+        assert_eq!(identity.identity("accounts_good.csv"), None);
     }
 
     #[test]
@@ -1065,6 +1674,102 @@ mod tests {
         let ok =
             Category::parse("x.toml", &trailer("count_column = 1\nrequired = true\n")).unwrap();
         assert!(ok.trailer.unwrap().required);
+    }
+
+    /// A fixed-width category: `head` after `[format]`'s lines, then `fields`.
+    fn fixed(head: &str, fields: &str) -> String {
+        format!(
+            "[category]\nname = \"f\"\noutput_topic = \"f\"\nschema = \"f.avsc\"\nlayout_version = 1\n\
+             [match]\nname = \"*.dat\"\n[format]\nkind = \"fixed_width\"\nrecord_type = {{ start = 1, length = 1 }}\n\
+             detail = \"D\"\nrecord_length = 40\n{head}\n{fields}"
+        )
+    }
+
+    #[test]
+    fn fixed_width_mistakes_name_the_file_and_line() {
+        let amount = "[[field]]\nname = \"amt\"\nstart = 2\nlength = 10\ntype = \"decimal\"\nscale = 2\nimplied = true\n\
+                      [[field]]\nname = \"flag\"\nstart = 12\nlength = 1\ntype = \"string\"\n";
+        let ok = Category::parse("f.toml", &fixed("", amount)).unwrap();
+        assert_eq!(
+            ok.fields[0].span,
+            Some(Span {
+                start: 2,
+                length: 10
+            })
+        );
+        assert!(ok.fields[0].implied);
+        let cases = [
+            (
+                fixed("", "[[field]]\nname = \"a\"\ntype = \"string\"\n"),
+                "[[field]]",
+                "field a: a fixed-width field needs `start` and `length`",
+            ),
+            (
+                fixed(
+                    "",
+                    "[[field]]\nname = \"a\"\nstart = 35\nlength = 10\ntype = \"string\"\n",
+                ),
+                "[[field]]",
+                "field a: ends at byte 44, past `record_length`",
+            ),
+            (
+                fixed(
+                    "",
+                    "[[field]]\nname = \"a\"\nstart = 2\nlength = 3\ntype = \"string\"\nimplied = true\n",
+                ),
+                "[[field]]",
+                "field a: `implied` is only for decimals",
+            ),
+            (
+                fixed("[identity]\nname = '_(?P<day>\\d+)'\n", amount),
+                "[identity]",
+                "identity.name needs a named group `period`",
+            ),
+            (
+                fixed(
+                    "[trailer]\nmarker = \"T\"\n[[trailer.check]]\nname = \"n\"\nstart = 2\nlength = 9\nsum = \"flag\"\n",
+                    amount,
+                ),
+                "[[trailer.check]]",
+                "trailer: check n: field flag is a string",
+            ),
+            (
+                fixed(
+                    "[trailer]\nmarker = \"T\"\n[[trailer.check]]\nname = \"n\"\nstart = 2\nlength = 9\nnet = \"amt\"\n",
+                    amount,
+                ),
+                "[[trailer.check]]",
+                "trailer: check n: a net needs `sign`",
+            ),
+            (
+                fixed("[trailer]\nmarker = \"T\"\ncount_column = 1\n", amount),
+                "[trailer]",
+                "trailer: a fixed-width trailer states its values with [[trailer.check]]",
+            ),
+            (
+                fixed("[trailer]\nmarker = \"D\"\n", amount),
+                "[trailer]",
+                "trailer: `marker` \"D\" must be a record type",
+            ),
+            (
+                fixed(
+                    "[postings]\naccount = \"flag\"\namount = \"amt\"\ndate = \"amt\"\nsign = \"flag\"\ndebit = \"D\"\ncredit = \"C\"\n",
+                    amount,
+                ),
+                "[postings]",
+                "field amt is a decimal(scale 2), not a date",
+            ),
+        ];
+        for (text, table, expected) in cases {
+            let line = text[..text.find(table).unwrap()].matches('\n').count() + 1;
+            let err = error(&text);
+            let wanted = format!("x.toml: line {line}: {expected}");
+            assert!(
+                err.starts_with(&wanted),
+                "{err}
+wanted {wanted}"
+            );
+        }
     }
 
     #[test]

@@ -226,6 +226,8 @@ pub struct N1 {
 /// The trailer: counts only, never money.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Trailer {
+    /// 1-based line the trailer starts on.
+    pub line: u64,
     pub block_descriptor_word: Option<u32>,
     pub record_descriptor_word: u32,
     pub total_base_records: u64,
@@ -776,6 +778,7 @@ fn parse_trailer(f: &Frame, issues: &mut Vec<RecordIssue>) -> Trailer {
         status_counts[i] = r.num(&format!("total_status_{code}"), pos, 9);
     }
     Trailer {
+        line: f.line,
         block_descriptor_word: f.bdw,
         record_descriptor_word: f.rdw,
         total_base_records: r.num("total_base_records", 12, 9),
@@ -1033,6 +1036,342 @@ fn parse_n1(seg: &[u8], position: Position, issues: &mut Vec<RecordIssue>) -> N1
         employer_state: r.text(117, 2),
         employer_postal_code: r.text(119, 9),
         occupation: r.text(128, 18),
+    }
+}
+
+/// What a base-segment field a layout may pick holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Text,
+    Money,
+    Date,
+    Count,
+}
+
+/// The base-segment fields a layout may pick (`column` in `topologies/*.toml`), with what
+/// they hold. Segment counts (`j1_segments`, `j2_segments`) are per record.
+const FIELDS: &[(&str, Kind)] = &[
+    ("processing_indicator", Kind::Text),
+    ("correction_indicator", Kind::Text),
+    ("identification_number", Kind::Text),
+    ("cycle_identifier", Kind::Text),
+    ("consumer_account_number", Kind::Text),
+    ("portfolio_type", Kind::Text),
+    ("account_type", Kind::Text),
+    ("date_opened", Kind::Date),
+    ("credit_limit", Kind::Money),
+    ("highest_credit", Kind::Money),
+    ("terms_duration", Kind::Text),
+    ("terms_frequency", Kind::Text),
+    ("scheduled_monthly_payment", Kind::Money),
+    ("actual_payment_amount", Kind::Money),
+    ("account_status", Kind::Text),
+    ("payment_rating", Kind::Text),
+    ("payment_history_profile", Kind::Text),
+    ("special_comment", Kind::Text),
+    ("compliance_condition_code", Kind::Text),
+    ("current_balance", Kind::Money),
+    ("amount_past_due", Kind::Money),
+    ("original_charge_off_amount", Kind::Money),
+    ("date_of_account_information", Kind::Date),
+    ("date_of_first_delinquency", Kind::Date),
+    ("date_closed", Kind::Date),
+    ("date_of_last_payment", Kind::Date),
+    ("interest_type_indicator", Kind::Text),
+    ("consumer_transaction_type", Kind::Text),
+    ("surname", Kind::Text),
+    ("first_name", Kind::Text),
+    ("middle_name", Kind::Text),
+    ("generation_code", Kind::Text),
+    ("social_security_number", Kind::Text),
+    ("date_of_birth", Kind::Date),
+    ("telephone_number", Kind::Text),
+    ("ecoa_code", Kind::Text),
+    ("consumer_information_indicator", Kind::Text),
+    ("country_code", Kind::Text),
+    ("first_line_of_address", Kind::Text),
+    ("second_line_of_address", Kind::Text),
+    ("city", Kind::Text),
+    ("state", Kind::Text),
+    ("postal_code", Kind::Text),
+    ("address_indicator", Kind::Text),
+    ("residence_code", Kind::Text),
+    ("j1_segments", Kind::Count),
+    ("j2_segments", Kind::Count),
+];
+
+/// Checks that a layout field can take base-segment field `source` as type `ty`: text as
+/// string (or pan), money as long, dates as date, counts as int or long.
+pub(super) fn check_field(source: &str, ty: &super::FieldType) -> Result<(), String> {
+    use super::FieldType;
+    let Some((_, kind)) = FIELDS.iter().find(|(name, _)| *name == source) else {
+        return Err(format!(
+            "{source} is not a Metro 2 base-segment field; known: {}",
+            FIELDS
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    };
+    let ok = match kind {
+        Kind::Text => *ty == FieldType::String || ty.is_tokenised(),
+        Kind::Money => matches!(ty, FieldType::Long),
+        Kind::Date => matches!(ty, FieldType::Date { .. }),
+        Kind::Count => matches!(ty, FieldType::Int | FieldType::Long),
+    };
+    if ok {
+        Ok(())
+    } else {
+        let want = match kind {
+            Kind::Text => "string, pan or account_number",
+            Kind::Money => "long (whole dollars)",
+            Kind::Date => "date",
+            Kind::Count => "int or long",
+        };
+        Err(format!(
+            "Metro 2 field {source} is read as {want}, not {}",
+            ty.describe()
+        ))
+    }
+}
+
+/// A base-segment field's value, before the layout's type and domain.
+enum Raw<'a> {
+    Text(&'a str),
+    Number(u64),
+    Date(Option<NaiveDate>),
+}
+
+fn raw_value<'a>(record: &'a BaseRecord, source: &str) -> Raw<'a> {
+    let b = &record.base;
+    let text = |s: &'a String| Raw::Text(s.as_str());
+    match source {
+        "processing_indicator" => text(&b.processing_indicator),
+        "correction_indicator" => text(&b.correction_indicator),
+        "identification_number" => text(&b.identification_number),
+        "cycle_identifier" => text(&b.cycle_identifier),
+        "consumer_account_number" => text(&b.consumer_account_number),
+        "portfolio_type" => text(&b.portfolio_type),
+        "account_type" => text(&b.account_type),
+        "date_opened" => Raw::Date(b.date_opened),
+        "credit_limit" => Raw::Number(b.credit_limit),
+        "highest_credit" => Raw::Number(b.highest_credit),
+        "terms_duration" => text(&b.terms_duration),
+        "terms_frequency" => text(&b.terms_frequency),
+        "scheduled_monthly_payment" => Raw::Number(b.scheduled_monthly_payment),
+        "actual_payment_amount" => Raw::Number(b.actual_payment_amount),
+        "account_status" => text(&b.account_status),
+        "payment_rating" => text(&b.payment_rating),
+        "payment_history_profile" => text(&b.payment_history_profile),
+        "special_comment" => text(&b.special_comment),
+        "compliance_condition_code" => text(&b.compliance_condition_code),
+        "current_balance" => Raw::Number(b.current_balance),
+        "amount_past_due" => Raw::Number(b.amount_past_due),
+        "original_charge_off_amount" => Raw::Number(b.original_charge_off_amount),
+        "date_of_account_information" => Raw::Date(b.date_of_account_information),
+        "date_of_first_delinquency" => Raw::Date(b.date_of_first_delinquency),
+        "date_closed" => Raw::Date(b.date_closed),
+        "date_of_last_payment" => Raw::Date(b.date_of_last_payment),
+        "interest_type_indicator" => text(&b.interest_type_indicator),
+        "consumer_transaction_type" => text(&b.consumer_transaction_type),
+        "surname" => text(&b.surname),
+        "first_name" => text(&b.first_name),
+        "middle_name" => text(&b.middle_name),
+        "generation_code" => text(&b.generation_code),
+        "social_security_number" => text(&b.social_security_number),
+        "date_of_birth" => Raw::Date(b.date_of_birth),
+        "telephone_number" => text(&b.telephone_number),
+        "ecoa_code" => text(&b.ecoa_code),
+        "consumer_information_indicator" => text(&b.consumer_information_indicator),
+        "country_code" => text(&b.country_code),
+        "first_line_of_address" => text(&b.first_line_of_address),
+        "second_line_of_address" => text(&b.second_line_of_address),
+        "city" => text(&b.city),
+        "state" => text(&b.state),
+        "postal_code" => text(&b.postal_code),
+        "address_indicator" => text(&b.address_indicator),
+        "residence_code" => text(&b.residence_code),
+        "j1_segments" => Raw::Number(record.j1.len() as u64),
+        "j2_segments" => Raw::Number(record.j2.len() as u64),
+        other => unreachable!("the layout checks Metro 2 field names ({other})"),
+    }
+}
+
+/// Parses a Metro 2 file per `category`, calling `on_record` with each data record (its
+/// base-segment fields picked by the layout) or its issue, in file order; the contract is
+/// [`super::parse_csv`]'s. The trailer is reconciled before any record is handed on (a
+/// Metro 2 file is read whole), so a mismatch holds the file before anything leaves.
+pub fn parse_metro2_records<E>(
+    bytes: &[u8],
+    category: &super::Category,
+    mut on_record: impl FnMut(Result<super::ParsedRecord<'_, '_>, RecordIssue>) -> Result<(), E>,
+) -> Result<Result<super::ParseSummary, FileDrift>, E> {
+    use super::value::FieldValue;
+    let file = match parse_metro2(bytes) {
+        Ok(f) => f,
+        Err(drift) => return Ok(Err(drift)),
+    };
+    let records = file.records.len() as u64;
+    // Problems of the header or trailer hold the file; a record's own stay with it.
+    let mut per_record: Vec<Vec<&RecordIssue>> = vec![Vec::new(); file.records.len()];
+    for issue in &file.issues {
+        let owner = usize::try_from(issue.position.record_index)
+            .ok()
+            .filter(|&i| {
+                file.records
+                    .get(i)
+                    .is_some_and(|r| r.position.byte_offset == issue.position.byte_offset)
+            });
+        match owner {
+            Some(i) => per_record[i].push(issue),
+            None => {
+                let class = if issue.reason.starts_with("trailer") {
+                    DriftClass::TrailerMismatch
+                } else {
+                    DriftClass::Malformed
+                };
+                return Ok(Err(FileDrift {
+                    class,
+                    reason: format!("line {}: {}", issue.position.line, issue.reason),
+                    field: issue.field.clone(),
+                    expected: issue.expected.clone(),
+                    actual: issue.actual.clone(),
+                    records,
+                }));
+            }
+        }
+    }
+    let differences = reconcile(&file);
+    if !differences.is_empty() {
+        let listed: Vec<String> = differences
+            .iter()
+            .map(|d| match d.trailer {
+                Some(t) => format!("{} {t} stated, {} parsed", d.field, d.parsed),
+                None => format!("no trailer, {} records", d.parsed),
+            })
+            .collect();
+        let first = &differences[0];
+        return Ok(Err(FileDrift {
+            class: DriftClass::TrailerMismatch,
+            reason: format!("the trailer does not reconcile: {}", listed.join("; ")),
+            field: Some(first.field.clone()),
+            expected: first.trailer.map(|t| t.to_string()),
+            actual: Some(first.parsed.to_string()),
+            records,
+        }));
+    }
+    let mut summary = super::ParseSummary {
+        records,
+        ..Default::default()
+    };
+    let mut values: Vec<FieldValue<'_>> = Vec::with_capacity(category.fields.len());
+    'records: for (record, issues) in file.records.iter().zip(&per_record) {
+        let position = record.position;
+        if let Some(issue) = issues.first() {
+            summary.issues += 1;
+            let mut issue = (*issue).clone();
+            if issues.len() > 1 {
+                issue.reason = format!("{} (and {} more)", issue.reason, issues.len() - 1);
+            }
+            on_record(Err(issue))?;
+            continue;
+        }
+        values.clear();
+        for field in &category.fields {
+            let value = match raw_value(record, &field.column) {
+                Raw::Text(t) => {
+                    match super::value::read_field(field, t.as_bytes(), position, || {
+                        format!("Metro 2 field {}", field.column)
+                    }) {
+                        Ok(v) => v,
+                        Err(issue) => {
+                            summary.issues += 1;
+                            on_record(Err(*issue))?;
+                            continue 'records;
+                        }
+                    }
+                }
+                Raw::Number(n) => match field.ty {
+                    super::FieldType::Int => match i32::try_from(n) {
+                        Ok(i) => FieldValue::Int(i),
+                        Err(_) => {
+                            summary.issues += 1;
+                            on_record(Err(RecordIssue {
+                                class: DriftClass::TypeMismatch,
+                                reason: format!("Metro 2 field {} is {n}, too large", field.column),
+                                field: Some(field.name.clone()),
+                                expected: Some("an integer (32-bit)".into()),
+                                actual: Some(n.to_string()),
+                                position,
+                            }))?;
+                            continue 'records;
+                        }
+                    },
+                    // Nine or fewer digits in every money field: always fits.
+                    _ => FieldValue::Long(n as i64),
+                },
+                Raw::Date(Some(d)) => {
+                    FieldValue::Date(d.signed_duration_since(NaiveDate::default()).num_days() as i32)
+                }
+                Raw::Date(None) if field.required => {
+                    summary.issues += 1;
+                    on_record(Err(RecordIssue {
+                        class: DriftClass::MissingValue,
+                        reason: format!("required Metro 2 field {} has no date", field.column),
+                        field: Some(field.name.clone()),
+                        expected: Some(field.ty.describe()),
+                        actual: Some(String::new()),
+                        position,
+                    }))?;
+                    continue 'records;
+                }
+                Raw::Date(None) => FieldValue::Null,
+            };
+            if let Err(expected) = field.domain.check(&value) {
+                summary.issues += 1;
+                on_record(Err(RecordIssue {
+                    class: DriftClass::OutOfDomain,
+                    reason: format!("Metro 2 field {} is not {expected}", field.column),
+                    field: Some(field.name.clone()),
+                    expected: Some(expected.to_string()),
+                    actual: None,
+                    position,
+                }))?;
+                continue 'records;
+            }
+            values.push(value);
+        }
+        summary.parsed += 1;
+        on_record(Ok(super::ParsedRecord {
+            position,
+            values: &values,
+        }))?;
+    }
+    let trailer = file.trailer.as_ref().expect("reconciled, so present");
+    let mut totals = vec![
+        count_total("total_base_records", trailer.total_base_records),
+        count_total("total_j1_segments", trailer.total_j1_segments),
+        count_total("total_j2_segments", trailer.total_j2_segments),
+    ];
+    for (code, n) in STATUS_CODES.iter().zip(trailer.status_counts) {
+        if n > 0 {
+            totals.push(count_total(&format!("status_{code}"), n));
+        }
+    }
+    summary.trailer = Some(super::TrailerCheck {
+        line: trailer.line,
+        records,
+        sums: totals,
+    });
+    Ok(Ok(summary))
+}
+
+fn count_total(field: &str, n: u64) -> super::ControlTotal {
+    super::ControlTotal {
+        field: field.to_owned(),
+        unscaled: i128::from(n),
+        scale: 0,
     }
 }
 

@@ -12,18 +12,114 @@
 //! every data record is either handed on or reported.
 
 mod csv;
+mod fixed;
 mod layout;
 mod mask;
 pub mod metro2;
 mod value;
 
 pub use self::csv::parse_csv;
+pub use layout::format_decimal;
 pub use layout::{
-    BadRecordPolicy, Catalog, Category, Domain, FieldSpec, FieldType, FormatSpec, LayoutError,
+    AccountRole, BadRecordPolicy, Catalog, Category, ControlCheck, Domain, FieldSpec, FieldType,
+    Filter, FormatSpec, Identity, IdentitySpec, LayoutError, Measure, PostingRole, Span,
     TrailerSpec, TrailerSum,
 };
 pub use mask::mask_card_numbers;
 pub use value::{FieldValue, ParsedRecord, Position};
+
+use crate::tokenise::Tokeniser;
+
+/// Parses a file per `category`, in its format, calling `on_record` with each data record
+/// or its issue, in file order. Card-number (`pan`) fields are tokenised here, before the
+/// record is handed on: callers never see the clear digits. The outer `Result` is the
+/// callback's own error, which stops the parse; the inner one is a drift that holds the
+/// whole file. See [`parse_csv`] for when a drift is found (header first, trailer last).
+pub fn parse<E>(
+    bytes: &[u8],
+    category: &Category,
+    tokeniser: &Tokeniser,
+    mut on_record: impl FnMut(Result<ParsedRecord<'_, '_>, RecordIssue>) -> Result<(), E>,
+) -> Result<Result<ParseSummary, FileDrift>, E> {
+    let pans: Vec<usize> = category
+        .fields
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.ty.is_tokenised())
+        .map(|(i, _)| i)
+        .collect();
+    // Records whose card number the tokeniser refused after the parser accepted it.
+    let mut refused = 0u64;
+    let mut spare: Vec<FieldValue<'static>> = Vec::with_capacity(category.fields.len());
+    let mut handle = |outcome: Result<ParsedRecord<'_, '_>, RecordIssue>| -> Result<(), E> {
+        let rec = match outcome {
+            Ok(rec) if !pans.is_empty() => rec,
+            other => return on_record(other),
+        };
+        let mut values = value::recycle(std::mem::take(&mut spare));
+        values.extend_from_slice(rec.values);
+        for &i in &pans {
+            if let FieldValue::Str(text) = values[i] {
+                let field = &category.fields[i];
+                let token = match field.ty {
+                    FieldType::Pan => tokeniser.tokenise(text),
+                    _ => tokeniser.tokenise_account(text),
+                };
+                match token {
+                    Ok(token) => values[i] = FieldValue::Pan(token),
+                    Err(e) => {
+                        refused += 1;
+                        return on_record(Err(RecordIssue {
+                            class: DriftClass::TypeMismatch,
+                            reason: format!("{} cannot be tokenised: {e}", field.name),
+                            field: Some(field.name.clone()),
+                            expected: Some(field.ty.describe()),
+                            actual: Some(mask_card_numbers(text)),
+                            position: rec.position,
+                        }));
+                    }
+                }
+            }
+        }
+        let result = on_record(Ok(ParsedRecord {
+            position: rec.position,
+            values: &values,
+        }));
+        spare = value::recycle(values);
+        result
+    };
+    let parsed = match &category.format {
+        FormatSpec::Csv { .. } => parse_csv(bytes, category, &mut handle)?,
+        FormatSpec::FixedWidth { .. } => fixed::parse_fixed(bytes, category, &mut handle)?,
+        FormatSpec::Metro2 => metro2::parse_metro2_records(bytes, category, &mut handle)?,
+    };
+    Ok(parsed.map(|mut summary| {
+        summary.parsed -= refused;
+        summary.issues += refused;
+        summary
+    }))
+}
+
+/// Hands one data record on: its values if it parsed, else its issue, counting either in
+/// `summary`. Every parser ends a record here.
+fn hand_on<E>(
+    summary: &mut ParseSummary,
+    outcome: Result<(), RecordIssue>,
+    position: Position,
+    values: &[FieldValue<'_>],
+    on_record: &mut impl FnMut(Result<ParsedRecord<'_, '_>, RecordIssue>) -> Result<(), E>,
+) -> Result<(), E> {
+    match outcome {
+        Ok(()) => {
+            summary.parsed += 1;
+            on_record(Ok(ParsedRecord { position, values }))
+        }
+        Err(issue) => {
+            summary.issues += 1;
+            on_record(Err(issue))
+        }
+    }
+}
 
 /// Drift classes: the machine-readable reason something was quarantined.
 #[derive(
@@ -41,6 +137,8 @@ pub enum DriftClass {
     ReorderedColumns,
     /// A record has more or fewer fields than its header.
     WrongFieldCount,
+    /// A fixed-width record is longer or shorter than its layout.
+    WrongRecordLength,
     /// A value does not parse as its declared type.
     TypeMismatch,
     /// A value parses but lies outside the field's declared domain.
@@ -69,6 +167,7 @@ impl DriftClass {
             DriftClass::RenamedColumn => "RENAMED_COLUMN",
             DriftClass::ReorderedColumns => "REORDERED_COLUMNS",
             DriftClass::WrongFieldCount => "WRONG_FIELD_COUNT",
+            DriftClass::WrongRecordLength => "WRONG_RECORD_LENGTH",
             DriftClass::TypeMismatch => "TYPE_MISMATCH",
             DriftClass::OutOfDomain => "OUT_OF_DOMAIN",
             DriftClass::MissingValue => "MISSING_VALUE",

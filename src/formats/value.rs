@@ -12,9 +12,33 @@ pub enum FieldValue<'a> {
     Decimal(i128),
     /// Days since 1970-01-01 (Avro `date`).
     Date(i32),
+    /// A card number, tokenised: the clear digits never leave the parser.
+    Pan(crate::tokenise::PanToken),
 }
 
 impl FieldValue<'_> {
+    /// The value as JSON, for a field of type `ty`: decimals and dates as text (exact),
+    /// a card number as its token and display form.
+    pub fn to_json(&self, ty: &super::FieldType) -> serde_json::Value {
+        use serde_json::{Value, json};
+        match *self {
+            FieldValue::Null => Value::Null,
+            FieldValue::Str(s) => Value::String(s.to_string()),
+            FieldValue::Int(i) => json!(i),
+            FieldValue::Long(l) => json!(l),
+            FieldValue::Decimal(unscaled) => {
+                let scale = ty.numeric_scale().unwrap_or(0);
+                Value::String(super::layout::format_decimal(unscaled, scale))
+            }
+            FieldValue::Pan(token) => json!({"token": token.token(), "display": token.display()}),
+            FieldValue::Date(days) => chrono::NaiveDate::default()
+                .checked_add_signed(chrono::TimeDelta::days(i64::from(days)))
+                .map_or(Value::Null, |d| {
+                    Value::String(d.format("%Y-%m-%d").to_string())
+                }),
+        }
+    }
+
     /// An int, long or decimal as an unscaled integer (at the field's scale); `None` for
     /// other values. Sums and bounds compare on this, so decimals stay exact.
     pub fn as_unscaled(&self) -> Option<i128> {
@@ -22,7 +46,9 @@ impl FieldValue<'_> {
             FieldValue::Int(i) => Some(i128::from(i)),
             FieldValue::Long(l) => Some(i128::from(l)),
             FieldValue::Decimal(d) => Some(d),
-            FieldValue::Null | FieldValue::Str(_) | FieldValue::Date(_) => None,
+            FieldValue::Null | FieldValue::Str(_) | FieldValue::Date(_) | FieldValue::Pan(_) => {
+                None
+            }
         }
     }
 }
@@ -43,4 +69,77 @@ pub struct Position {
 pub struct ParsedRecord<'r, 'a> {
     pub position: Position,
     pub values: &'r [FieldValue<'a>],
+}
+
+/// Reads one field's raw bytes as its declared type: UTF-8, empty → null (or
+/// `MISSING_VALUE` when required), the type's parse (implied decimals where declared),
+/// then its domain. `label` names the field's place in messages ("column X", "field X at
+/// bytes 2-21") and is only called for an issue. A card number stays text here; the
+/// format's caller tokenises it before the record leaves the parser.
+pub(super) fn read_field<'r>(
+    field: &super::FieldSpec,
+    raw: &'r [u8],
+    position: Position,
+    label: impl Fn() -> String,
+) -> Result<FieldValue<'r>, Box<super::RecordIssue>> {
+    use super::{DriftClass, RecordIssue, mask_card_numbers};
+    let issue = |class, reason: String, expected: Option<String>, actual: Option<String>| {
+        Box::new(RecordIssue {
+            class,
+            reason,
+            field: Some(field.name.clone()),
+            expected,
+            actual,
+            position,
+        })
+    };
+    let text = std::str::from_utf8(raw).map_err(|e| {
+        issue(
+            DriftClass::Encoding,
+            format!("{} is not valid UTF-8: {e}", label()),
+            Some("UTF-8 text".into()),
+            Some(mask_card_numbers(&String::from_utf8_lossy(raw))),
+        )
+    })?;
+    if text.trim().is_empty() {
+        if field.required {
+            return Err(issue(
+                DriftClass::MissingValue,
+                format!("required {} is empty", label()),
+                Some(field.ty.describe()),
+                Some(String::new()),
+            ));
+        }
+        return Ok(FieldValue::Null);
+    }
+    let parsed = if field.implied {
+        field.ty.parse_implied(text)
+    } else {
+        field.ty.parse(text)
+    };
+    let value = parsed.map_err(|expected| {
+        issue(
+            DriftClass::TypeMismatch,
+            format!("{} is not {expected}", label()),
+            Some(expected),
+            Some(mask_card_numbers(text)),
+        )
+    })?;
+    if let Err(expected) = field.domain.check(&value) {
+        return Err(issue(
+            DriftClass::OutOfDomain,
+            format!("{} is not {expected}", label()),
+            Some(expected.to_string()),
+            Some(mask_card_numbers(text)),
+        ));
+    }
+    Ok(value)
+}
+
+/// Reuses a vector's allocation for values of another lifetime. The vector is emptied
+/// first, so no value outlives its borrow; `collect` on an empty `into_iter` of the same
+/// element size keeps the allocation.
+pub(super) fn recycle<'a>(mut v: Vec<FieldValue<'_>>) -> Vec<FieldValue<'a>> {
+    v.clear();
+    v.into_iter().map(|_| FieldValue::Null).collect()
 }

@@ -42,6 +42,18 @@ fn describe() {
         "Files processed by the topology, by resulting status."
     );
     describe_counter!(
+        "credstream_files_superseded_total",
+        "Logical files replaced as current by a correction (same identity, new bytes)."
+    );
+    describe_counter!(
+        "credstream_records_retracted_total",
+        "Output records retracted (tombstoned) because a correction superseded their file."
+    );
+    describe_counter!(
+        "credstream_files_without_identity_total",
+        "Files of a category with logical identities whose name states none: not in views or reports."
+    );
+    describe_counter!(
         "credstream_files_duplicate_total",
         "Arrivals whose bytes were already processed: audit event only."
     );
@@ -159,6 +171,32 @@ impl FileDuplicate<'_> {
     pub fn emit(self) {
         counter!("credstream_files_duplicate_total", "client" => self.client.to_string())
             .increment(1);
+    }
+}
+
+/// A logical file's current version replaced by a correction, and its records retracted.
+pub struct FileSuperseded<'a> {
+    pub client: &'a str,
+    pub category: &'a str,
+    pub records_retracted: u64,
+}
+
+impl FileSuperseded<'_> {
+    pub fn emit(self) {
+        counter!("credstream_files_superseded_total", "client" => self.client.to_string(), "category" => self.category.to_string()).increment(1);
+        counter!("credstream_records_retracted_total", "client" => self.client.to_string(), "category" => self.category.to_string()).increment(self.records_retracted);
+    }
+}
+
+/// A file whose name states no logical identity although its category has them.
+pub struct FileWithoutIdentity<'a> {
+    pub client: &'a str,
+    pub category: &'a str,
+}
+
+impl FileWithoutIdentity<'_> {
+    pub fn emit(self) {
+        counter!("credstream_files_without_identity_total", "client" => self.client.to_string(), "category" => self.category.to_string()).increment(1);
     }
 }
 

@@ -15,6 +15,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::credit::views::{self, VERSIONS_STORE, VIEWS, VersionChain, ViewReader};
 use crate::credit::{FileLedgerEntry, LEDGER_STORE};
 use crate::streams::{ReplicaInfo, RuntimeStatus, StoreRegistry, StreamsMetadata};
 
@@ -41,6 +42,10 @@ pub fn router(state: QueryState) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/files", get(list_files))
         .route("/v1/files/{sha256}", get(file))
+        .route("/v1/views", get(list_views))
+        .route("/v1/views/{view}", get(scan_view))
+        .route("/v1/views/{view}/{*key}", get(view_key))
+        .route("/v1/reports/reconciliation", get(reconciliation))
         .route("/v1/metadata", get(replicas))
         .route("/v1/metadata/{store}/{*key}", get(key_metadata))
         .fallback(|| async { ApiError::not_found("no such endpoint".into()) })
@@ -236,11 +241,228 @@ async fn file(
             "no file with SHA-256 {sha256}"
         )));
     }
-    let arrivals = entries
+    let decoded = entries
         .iter()
-        .map(|(k, v)| decode_entry(k, v).map(|e| entry_json(&e)))
+        .map(|(k, v)| decode_entry(k, v))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Json(json!({"sha256": sha256, "arrivals": arrivals})))
+    // The version chain of the file's logical identity, if it has one.
+    let versions = match decoded.iter().find(|e| e.period.is_some()) {
+        Some(e) => {
+            let key = views::identity_key(
+                &e.client_id,
+                e.category.as_deref().unwrap_or_default(),
+                &crate::formats::Identity {
+                    period: e.period.clone().unwrap_or_default(),
+                    sequence: e.sequence.clone().unwrap_or_default(),
+                },
+            );
+            match state.stores.get(VERSIONS_STORE, key.as_bytes())? {
+                Some(raw) => {
+                    let chain: VersionChain = serde_json::from_slice(&raw).map_err(|e| {
+                        ApiError::internal(format!("version chain {key} is unreadable: {e}"))
+                    })?;
+                    Some(chain_json(&key, &chain))
+                }
+                None => None,
+            }
+        }
+        None => None,
+    };
+    let arrivals: Vec<Value> = decoded.iter().map(entry_json).collect();
+    Ok(Json(
+        json!({"sha256": sha256, "arrivals": arrivals, "logical_file": versions}),
+    ))
+}
+
+/// A version chain as the API shows it: the identity, the current version and every
+/// version (without the per-record index lists).
+fn chain_json(key: &str, chain: &VersionChain) -> Value {
+    json!({
+        "key": key,
+        "client_id": chain.client_id,
+        "category": chain.category,
+        "period": chain.period,
+        "sequence": chain.sequence,
+        "current_version": chain.current,
+        "versions": chain.versions.iter().map(|v| json!({
+            "version": v.version,
+            "sha256": v.file_sha256,
+            "arrival_id": v.arrival_id,
+            "path": v.file_path,
+            "status": v.status.as_str(),
+            "current": Some(v.version) == chain.current,
+            "records_in": v.records_in,
+            "records_out": v.records_out,
+            "records_quarantined": v.records_quarantined,
+            "trailer": v.trailer,
+            "reason": v.reason,
+            "superseded_by": v.superseded_by,
+            "processed_at": v.processed_at,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+impl ViewReader for crate::streams::StoreRegistry {
+    fn scan_all(&self, store: &str, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, String> {
+        const CHUNK: usize = 10_000;
+        let mut out = Vec::new();
+        let mut start: Option<Vec<u8>> = None;
+        loop {
+            let chunk = self
+                .scan(store, prefix.as_bytes(), start.as_deref(), CHUNK)
+                .map_err(|e| e.to_string())?;
+            let done = chunk.len() < CHUNK;
+            if let Some((last, _)) = chunk.last() {
+                let mut after = last.clone();
+                after.push(0);
+                start = Some(after);
+            }
+            out.extend(
+                chunk
+                    .into_iter()
+                    .map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), v)),
+            );
+            if done {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+/// The store behind a view name.
+fn view_store(view: &str) -> Result<&'static str, ApiError> {
+    VIEWS
+        .iter()
+        .find(|(name, _, _)| *name == view)
+        .map(|(_, store, _)| *store)
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no view {view:?}; views: {}",
+                VIEWS.iter().map(|v| v.0).collect::<Vec<_>>().join(", ")
+            ))
+        })
+}
+
+/// A view entry as JSON; version chains without their per-record index lists.
+fn view_value(view: &str, key: &[u8], raw: &[u8]) -> Result<Value, ApiError> {
+    let key_text = String::from_utf8_lossy(key);
+    let unreadable = |e: serde_json::Error| {
+        ApiError::internal(format!("{view} entry {key_text} is unreadable: {e}"))
+    };
+    if view == "control-totals" {
+        let chain: VersionChain = serde_json::from_slice(raw).map_err(unreadable)?;
+        return Ok(chain_json(&key_text, &chain));
+    }
+    let mut value: Value = serde_json::from_slice(raw).map_err(unreadable)?;
+    // Exact amounts as decimal text, as everywhere else in the API.
+    if let Some(obj) = value.as_object_mut() {
+        let scale = obj.get("scale").and_then(Value::as_u64).unwrap_or(0) as u32;
+        for field in ["unscaled", "net"] {
+            if let Some(n) = obj.get(field).and_then(|v| v.as_i64().map(i128::from)) {
+                let name = if field == "unscaled" {
+                    "amount"
+                } else {
+                    "net_amount"
+                };
+                obj.insert(
+                    name.into(),
+                    Value::String(crate::formats::format_decimal(n, scale)),
+                );
+            }
+        }
+    }
+    Ok(json!({"key": key_text, "value": value}))
+}
+
+/// `GET /v1/views`: the views and what their keys are.
+async fn list_views() -> Json<Value> {
+    Json(
+        json!({"views": VIEWS.iter().map(|(name, _, about)| json!({"name": name, "description": about, "href": format!("/v1/views/{name}")})).collect::<Vec<_>>()}),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScanParams {
+    prefix: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// `GET /v1/views/{view}?prefix=&limit=&cursor=`: entries in key order, with a cursor.
+async fn scan_view(
+    State(state): State<QueryState>,
+    Path(view): Path<String>,
+    Query(params): Query<ScanParams>,
+) -> Result<Json<Value>, ApiError> {
+    let store = view_store(&view)?;
+    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {MAX_LIMIT}"
+        )));
+    }
+    let start = match &params.cursor {
+        Some(c) => {
+            Some(hex::decode(c).map_err(|_| ApiError::bad_request("cursor is not valid".into()))?)
+        }
+        None => None,
+    };
+    let prefix = params.prefix.unwrap_or_default();
+    let chunk = state
+        .stores
+        .scan(store, prefix.as_bytes(), start.as_deref(), limit + 1)?;
+    let next_cursor = chunk.get(limit).map(|(k, _)| hex::encode(k));
+    let entries = chunk
+        .iter()
+        .take(limit)
+        .map(|(k, v)| view_value(&view, k, v))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(
+        json!({"view": view, "entries": entries, "next_cursor": next_cursor}),
+    ))
+}
+
+/// `GET /v1/views/{view}/{key}`: one entry.
+async fn view_key(
+    State(state): State<QueryState>,
+    Path((view, key)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let store = view_store(&view)?;
+    match state.stores.get(store, key.as_bytes())? {
+        Some(raw) => Ok(Json(view_value(&view, key.as_bytes(), &raw)?)),
+        None => Err(ApiError::not_found(format!("no {view} entry {key:?}"))),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportParams {
+    client: String,
+    period: String,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/reports/reconciliation?client=&period=YYYY-MM`: trailer vs parsed for every
+/// file of the month, and the account roll-forward with every exception.
+async fn reconciliation(
+    State(state): State<QueryState>,
+    Query(params): Query<ReportParams>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = params.limit.unwrap_or(10_000);
+    let stores = state.stores.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        views::reconciliation(&stores, &params.client, &params.period, limit)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    report.map(Json).map_err(|m| {
+        if m.contains("is not YYYY-MM") {
+            ApiError::bad_request(m)
+        } else {
+            ApiError::internal(m)
+        }
+    })
 }
 
 fn metadata(state: &QueryState) -> Result<&StreamsMetadata, ApiError> {

@@ -27,6 +27,14 @@ const BUILTIN: &[(&str, &str)] = &[
         "card_accounts.avsc",
         include_str!("../../avro/card_accounts.avsc"),
     ),
+    (
+        "card_transactions.avsc",
+        include_str!("../../avro/card_transactions.avsc"),
+    ),
+    (
+        "metro2_base.avsc",
+        include_str!("../../avro/metro2_base.avsc"),
+    ),
 ];
 
 /// Schema texts by file name.

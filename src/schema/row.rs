@@ -48,7 +48,15 @@ enum Kind {
         width: usize,
     },
     Date,
+    /// A card number's token (`<name>_token`): 64 hex characters.
+    PanToken,
+    /// A card number's display form (`<name>_display`): first six, last four.
+    PanDisplay,
 }
+
+/// Suffixes of the two schema fields a `pan` layout field is written as.
+const PAN_TOKEN: &str = "_token";
+const PAN_DISPLAY: &str = "_display";
 
 #[derive(Clone, Copy, Debug)]
 enum ProvenanceField {
@@ -99,6 +107,15 @@ impl RowPlan {
                     return Err(fail("provenance must not be nullable".into()));
                 }
                 Source::Provenance(plan_provenance(inner).map_err(&fail)?)
+            } else if let Some((index, kind)) = pan_part(category, &field.name) {
+                used[index] = true;
+                if inner != &Schema::String {
+                    return Err(fail(format!(
+                        "field {} of card number {} must be a string",
+                        field.name, category.fields[index].name
+                    )));
+                }
+                Source::Field(index, kind)
             } else if let Some(index) = category.fields.iter().position(|f| f.name == field.name) {
                 used[index] = true;
                 let spec = &category.fields[index];
@@ -134,10 +151,29 @@ impl RowPlan {
             return Err(fail("the schema has no provenance field".into()));
         }
         if let Some(i) = used.iter().position(|u| !u) {
-            return Err(fail(format!(
-                "layout field {} is not in the schema",
-                category.fields[i].name
-            )));
+            let f = &category.fields[i];
+            return Err(fail(if f.ty.is_tokenised() {
+                format!(
+                    "card number {} is not in the schema (as {}{PAN_TOKEN} and {}{PAN_DISPLAY})",
+                    f.name, f.name, f.name
+                )
+            } else {
+                format!("layout field {} is not in the schema", f.name)
+            }));
+        }
+        for (i, f) in category.fields.iter().enumerate() {
+            let has = |suffix: &str| {
+                slots.iter().any(|s| {
+                    s.name == format!("{}{suffix}", f.name)
+                        && matches!(s.source, Source::Field(j, _) if j == i)
+                })
+            };
+            if f.ty.is_tokenised() && !(has(PAN_TOKEN) && has(PAN_DISPLAY)) {
+                return Err(fail(format!(
+                    "card number {} needs both {}{PAN_TOKEN} and {}{PAN_DISPLAY} in the schema",
+                    f.name, f.name, f.name
+                )));
+            }
         }
         Ok(RowPlan { schema_name, slots })
     }
@@ -201,6 +237,13 @@ impl RowPlan {
             }
             (Kind::IntAsLong, FieldValue::Int(i)) => write_long(buf, i64::from(i)),
             (Kind::Long, FieldValue::Long(l)) => write_long(buf, l),
+            (Kind::PanToken, FieldValue::Pan(token)) => {
+                let mut hex = [0u8; 64];
+                token.write_token(&mut hex);
+                write_long(buf, hex.len() as i64);
+                buf.extend_from_slice(&hex);
+            }
+            (Kind::PanDisplay, FieldValue::Pan(token)) => write_str(buf, token.display()),
             (Kind::Decimal { precision, width }, FieldValue::Decimal(unscaled)) => {
                 if unscaled.unsigned_abs() >= 10u128.pow(precision as u32) {
                     return Err(self.encode_err(
@@ -226,6 +269,21 @@ impl RowPlan {
             message: format!("field {field}: {message}"),
         }
     }
+}
+
+/// The pan layout field a schema field `<name>_token` or `<name>_display` writes.
+fn pan_part(category: &Category, schema_field: &str) -> Option<(usize, Kind)> {
+    category.fields.iter().enumerate().find_map(|(i, f)| {
+        if !f.ty.is_tokenised() {
+            return None;
+        }
+        let rest = schema_field.strip_prefix(f.name.as_str())?;
+        match rest {
+            PAN_TOKEN => Some((i, Kind::PanToken)),
+            PAN_DISPLAY => Some((i, Kind::PanDisplay)),
+            _ => None,
+        }
+    })
 }
 
 fn mismatch(category: &Category, schema: &str, message: String) -> SchemaError {
@@ -281,6 +339,10 @@ fn kind_for(ty: &FieldType, schema: &Schema) -> Result<Kind, String> {
                 })
             }
         }
+        (FieldType::Pan | FieldType::AccountNumber, _) => Err(format!(
+            "a card number is written as two string fields, <name>{PAN_TOKEN} and \
+             <name>{PAN_DISPLAY}, never as itself"
+        )),
         (ty, schema) => Err(format!(
             "layout type {} cannot be written as Avro {:?}",
             ty.describe(),
@@ -379,11 +441,17 @@ mod tests {
         let mut values = vec![FieldValue::Null; category.fields.len()];
         values[0] = FieldValue::Str("ACC-1");
         values[1] = FieldValue::Str("CUST-ü");
-        values[2] = FieldValue::Int(1);
-        values[7] = FieldValue::Date(20_757);
-        values[9] = FieldValue::Decimal(500_000);
-        values[11] = FieldValue::Decimal(-310);
-        values[15] = FieldValue::Int(30);
+        let tokeniser = crate::tokenise::Tokeniser::new(&crate::config::Secret::new(
+            "0123456789abcdef0123456789abcdef",
+        ))
+        .unwrap();
+        let pan = tokeniser.tokenise("4111111111111111").unwrap();
+        values[2] = FieldValue::Pan(pan);
+        values[3] = FieldValue::Int(1);
+        values[8] = FieldValue::Date(20_757);
+        values[10] = FieldValue::Decimal(500_000);
+        values[12] = FieldValue::Decimal(-310);
+        values[16] = FieldValue::Int(30);
         let row = RowRef {
             values: &values,
             position: Position {
@@ -403,6 +471,14 @@ mod tests {
         let get = |n: &str| fields.iter().find(|(k, _)| k == n).unwrap().1.clone();
         assert_eq!(get("ReferenceNumber"), Value::String("ACC-1".into()));
         assert_eq!(get("CustomerId"), Value::String("CUST-ü".into()));
+        assert_eq!(
+            get("CardNumber_token"),
+            Value::Union(1, Box::new(Value::String(pan.token())))
+        );
+        assert_eq!(
+            get("CardNumber_display"),
+            Value::Union(1, Box::new(Value::String("411111******1111".into())))
+        );
         assert_eq!(
             get("CreditCardType"),
             Value::Union(1, Box::new(Value::Int(1)))
@@ -438,10 +514,10 @@ mod tests {
         let mut values = vec![FieldValue::Null; category.fields.len()];
         values[0] = FieldValue::Str("A");
         values[1] = FieldValue::Str("C");
-        values[7] = FieldValue::Date(1);
-        values[9] = FieldValue::Decimal(10i128.pow(18));
-        values[11] = FieldValue::Decimal(0);
-        values[15] = FieldValue::Int(0);
+        values[8] = FieldValue::Date(1);
+        values[10] = FieldValue::Decimal(10i128.pow(18));
+        values[12] = FieldValue::Decimal(0);
+        values[16] = FieldValue::Int(0);
         let row = RowRef {
             values: &values,
             position: Position::default(),
@@ -461,7 +537,7 @@ mod tests {
     #[test]
     fn a_layout_that_disagrees_with_its_schema_is_refused() {
         let (mut category, schema) = accounts();
-        category.fields[9].ty = FieldType::Decimal { scale: 3 };
+        category.fields[10].ty = FieldType::Decimal { scale: 3 };
         let err = RowPlan::new(&category, &schema).unwrap_err().to_string();
         assert!(
             err.contains("CurrentCreditLimit") && err.contains("scale"),
@@ -472,6 +548,20 @@ mod tests {
         category.fields[0].required = false;
         let err = RowPlan::new(&category, &schema).unwrap_err().to_string();
         assert!(err.contains("not nullable"), "{err}");
+
+        // A card number must be written as its token and display form, never as itself.
+        let (category, _) = accounts();
+        let text = Contracts::builtin()
+            .get(&category.schema)
+            .unwrap()
+            .replace("CardNumber_display", "CardNumber");
+        let err = RowPlan::new(&category, &Schema::parse_str(&text).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("CardNumber") && err.contains("never as itself"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -269,6 +269,32 @@ impl ProcessorContext<'_> {
     }
 }
 
+impl ProcessorContext<'_> {
+    /// Sends a tombstone for `key` (a retraction: the record under the key is void) with
+    /// one header saying why, from synchronous code like [`Self::send_blocking`].
+    pub fn retract_blocking(
+        &self,
+        topic: &str,
+        key: &[u8],
+        header: (&str, &[u8]),
+    ) -> Result<(), crate::Error> {
+        let headers = rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
+            key: header.0,
+            value: Some(header.1),
+        });
+        Ok(self.producer.send_blocking(
+            self.batch,
+            Outgoing {
+                topic,
+                partition: None,
+                key,
+                value: None,
+                headers: Some(headers),
+            },
+        )?)
+    }
+}
+
 fn outgoing<'a>(topic: &'a str, key: &'a [u8], value: &'a [u8]) -> Outgoing<'a> {
     Outgoing {
         topic,

@@ -300,6 +300,20 @@ fn python() -> Result<PathBuf> {
     Ok(path)
 }
 
+/// The tokenisation key the tests' pipelines use (32 bytes, as the tokeniser requires).
+pub const TOKEN_KEY: &str = "test-key-0123456789abcdef-0123456789";
+
+/// Writes the tokenisation key to `dir/tokenisation.key` and returns the config section
+/// that points at it.
+pub fn tokenisation_section(dir: &Path) -> Result<String> {
+    let path = dir.join("tokenisation.key");
+    std::fs::write(&path, TOKEN_KEY)?;
+    Ok(format!(
+        "[tokenisation]\nkey_file = \"{}\"\n",
+        path.display()
+    ))
+}
+
 /// Runs tests/python/confluent_clients.py (Confluent's SchemaRegistryClient and
 /// AvroDeserializer) against `registry` and the topics on `bootstrap`; returns its report.
 pub fn python_clients(

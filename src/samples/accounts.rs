@@ -1,12 +1,16 @@
-//! Synthetic issuer files for the demo and the tests: deterministic for a seed, realistic
-//! enough to exercise every field type and optional value.
+//! Account master snapshots (CSV, FR Y-14M D.1 names): `topologies/card_accounts.toml`.
+//! Also the helpers tests use to spoil one: a wrong trailer, a planted value.
 
 use std::fmt::Write;
+
+use super::profile::{Cycle, Profile};
+use super::{Card, PROGRESS_EVERY, Salt, account_reference, account_rng, money};
 
 /// The account master header (FR Y-14M Schedule D.1 names), in layout order.
 pub const ACCOUNT_COLUMNS: &[&str] = &[
     "ReferenceNumber",
     "CustomerId",
+    "CardNumber",
     "CreditCardType",
     "ProductType",
     "StateCode",
@@ -22,12 +26,6 @@ pub const ACCOUNT_COLUMNS: &[&str] = &[
     "TotalPastDue",
     "DaysPastDue",
 ];
-
-const STATES: &[&str] = &["NY", "CA", "TX", "FL", "IL", "PA", "OH", "GA", "NC", "MI"];
-
-fn money(cents: i64) -> String {
-    format!("{}.{:02}", cents / 100, cents % 100)
-}
 
 /// First cell of the account master's trailer row, as `topologies/card_accounts.toml` says.
 pub const TRAILER_MARKER: &str = "TRAILER";
@@ -80,13 +78,26 @@ pub fn with_bad_trailer(text: &str, fault: TrailerFault) -> String {
             format!("{marker},{},{total}", count + 1)
         }
         TrailerFault::Sum => {
-            let (units, cents) = total.split_once('.').expect("a total with cents");
-            let cents: i64 = units.parse::<i64>().expect("a total") * 100
-                + cents.parse::<i64>().expect("a total");
+            let cents = parse_money(total).expect("a total with cents");
             format!("{marker},{count},{}", money(cents + 1))
         }
     };
     format!("{}{row}{}", &text[..start], &text[end..])
+}
+
+/// Cents of a decimal with two places as [`money`] writes it, e.g. `-1234.50`.
+pub(crate) fn parse_money(text: &str) -> Option<i64> {
+    let (negative, body) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (units, cents) = body.split_once('.')?;
+    if cents.len() != 2 || !cents.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let value = units.parse::<u64>().ok()? * 100 + cents.parse::<u64>().ok()?;
+    let value = i64::try_from(value).ok()?;
+    Some(if negative { -value } else { value })
 }
 
 /// The file with the cell of data row `row` (0-based, the header not counted) in column
@@ -130,7 +141,7 @@ fn generate_accounts(
     cycle_end: &str,
     extra_columns: &[&str],
 ) -> (String, i64) {
-    let mut out = Vec::with_capacity(rows * 160);
+    let mut out = Vec::with_capacity(rows * 200);
     let balances = write_accounts(&mut out, rows, seed, cycle_end, extra_columns, |_| {})
         .expect("writing to memory does not fail");
     (
@@ -139,20 +150,43 @@ fn generate_accounts(
     )
 }
 
-/// Writes an account master snapshot of `rows` accounts to `out` one row at a time (a
-/// file of millions of rows never sits in memory), calling `progress` with the rows
-/// written every 100 000 rows. Returns the sum of the cycle ending balances in cents,
-/// for a trailer. The same arguments always write the same bytes.
+/// Writes an account master snapshot of `rows` accounts (accounts `0..rows` of `seed`) to
+/// `out` one row at a time (a file of millions of rows never sits in memory), calling
+/// `progress` with the rows written every 100 000 rows. Returns the sum of the cycle
+/// ending balances in cents, for a trailer. The same arguments always write the same
+/// bytes; an account's identity (reference, customer, card number, address, opening date,
+/// limit) is the same for every `cycle_end`, its balances are drawn per cycle.
 pub fn write_accounts(
     out: &mut impl std::io::Write,
     rows: usize,
     seed: u64,
     cycle_end: &str,
     extra_columns: &[&str],
+    progress: impl FnMut(usize),
+) -> std::io::Result<i64> {
+    write_snapshot(
+        out,
+        rows,
+        seed,
+        cycle_end,
+        extra_columns,
+        |i, profile| Cycle::drawn(seed, i, cycle_end, profile.limit),
+        progress,
+    )
+}
+
+/// [`write_accounts`] with each account's balances from `cycle_of(index, profile)`: how
+/// the month scenario rolls balances forward.
+pub(crate) fn write_snapshot(
+    out: &mut impl std::io::Write,
+    rows: usize,
+    seed: u64,
+    cycle_end: &str,
+    extra_columns: &[&str],
+    mut cycle_of: impl FnMut(usize, &Profile) -> Cycle,
     mut progress: impl FnMut(usize),
 ) -> std::io::Result<i64> {
     let mut balances = 0i64;
-    let mut rng = fastrand::Rng::with_seed(seed);
     let mut line = String::with_capacity(256);
     line.push_str(&ACCOUNT_COLUMNS.join(","));
     for c in extra_columns {
@@ -163,58 +197,39 @@ pub fn write_accounts(
     out.write_all(line.as_bytes())?;
     for i in 0..rows {
         line.clear();
-        let limit = rng.i64(5..=250) * 10_000;
-        let begin = rng.i64(0..=limit);
-        let payment = rng.i64(0..=begin.max(1));
-        let purchases = rng.i64(0..=limit / 4);
-        let end = (begin - payment + purchases).max(0);
-        balances += end;
-        let days_past_due = match rng.u8(0..100) {
-            0..=89 => 0,
-            90..=95 => 30,
-            96..=98 => 60,
-            _ => 90,
-        };
-        let past_due = if days_past_due > 0 {
-            rng.i64(2_500..=50_000)
-        } else {
-            0
-        };
-        // About one optional value in twenty is left empty.
-        let optional = |rng: &mut fastrand::Rng, v: String| {
-            if rng.u8(0..20) == 0 { String::new() } else { v }
-        };
-        let card_type = rng.u8(1..=2).to_string();
-        let card_type = optional(&mut rng, card_type);
-        let product = rng.u8(1..=4).to_string();
-        let product = optional(&mut rng, product);
-        let state = STATES[rng.usize(..STATES.len())];
-        let zip = format!("{:05}", rng.u32(501..99_950));
-        let opened = format!(
-            "{}-{:02}-{:02}",
-            rng.u16(2005..=2025),
-            rng.u8(1..=12),
-            rng.u8(1..=28)
-        );
-        let original_limit = money(limit - rng.i64(0..=limit / 2));
-        let original_limit = optional(&mut rng, original_limit);
+        let profile = Profile::of(seed, i);
+        let cycle = cycle_of(i, &profile);
+        balances += cycle.end;
+        let optional = |v: Option<String>| v.unwrap_or_default();
         let _ = write!(
             line,
-            "ACC{seed:04}{i:08},CUS{:08},{card_type},{product},{state},{zip},{opened},{cycle_end},{original_limit},{},{},{},{},{},{},{days_past_due}",
-            rng.u32(..100_000_000),
-            money(limit),
-            money(begin),
-            money(end),
-            money((end / 50).max(2_500.min(end))),
-            money(payment),
-            money(past_due),
+            "{},CUS{:08},{},{},{},{},{:05},{},{cycle_end},{},{},{},{},{},{},{},{}",
+            account_reference(seed, i),
+            profile.customer,
+            Card::of(seed, i).as_str(),
+            optional(profile.card_type.map(|t| t.to_string())),
+            optional(profile.product.map(|p| p.to_string())),
+            profile.address.state.code,
+            profile.address.zip,
+            profile.opened.format("%Y-%m-%d"),
+            optional(profile.original_limit.map(money)),
+            money(profile.limit),
+            money(cycle.begin),
+            money(cycle.end),
+            money(cycle.minimum_due),
+            money(cycle.payment),
+            money(cycle.past_due),
+            cycle.days_past_due,
         );
-        for _ in extra_columns {
-            let _ = write!(line, ",{}.{:02}", rng.u8(0..30), rng.u8(0..100));
+        if !extra_columns.is_empty() {
+            let mut rng = account_rng(seed, i, Salt::ExtraColumns, 0);
+            for _ in extra_columns {
+                let _ = write!(line, ",{}.{:02}", rng.u8(0..30), rng.u8(0..100));
+            }
         }
         line.push('\n');
         out.write_all(line.as_bytes())?;
-        if (i + 1) % 100_000 == 0 {
+        if (i + 1) % PROGRESS_EVERY == 0 {
             progress(i + 1);
         }
     }
@@ -332,7 +347,7 @@ mod tests {
         let text = plant(&text, 3, "CreditCardType", "7");
         let text = plant(&text, 11, "DaysPastDue", "thirty");
         assert_eq!(text.lines().count(), 21);
-        assert_eq!(text.lines().nth(4).unwrap().split(',').nth(2), Some("7"));
+        assert_eq!(text.lines().nth(4).unwrap().split(',').nth(3), Some("7"));
 
         let (result, issues) = parse(&text);
         assert_eq!(
