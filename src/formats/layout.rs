@@ -1401,6 +1401,14 @@ mod tests {
             "2026-10"
         );
         assert_eq!(identity.identity("accounts_good.csv"), None);
+        // Names match case-insensitively, as the glob does.
+        assert_eq!(
+            identity
+                .identity("ACME_ACCOUNTS_2026-10.CSV")
+                .unwrap()
+                .period,
+            "2026-10"
+        );
     }
 
     #[test]
