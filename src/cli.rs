@@ -174,17 +174,27 @@ fn parse_property(text: &str) -> Result<(String, String), String> {
 pub enum GenKind {
     /// Account master snapshot, CSV (FR Y-14M D.1 names): category card.accounts.
     Accounts(GenAccounts),
-    /// One day's posted transactions, fixed width (H/D/T records of 160 bytes): category
-    /// card.transactions. Posts to the accounts of `gen accounts` with the same --seed.
+    /// One day's posted transactions, fixed width: category card.transactions.
+    ///
+    /// H/D/T records of 160 bytes. Posts to the first --accounts accounts of `gen
+    /// accounts` with the same --seed: their references and card numbers.
     Transactions(GenTransactions),
-    /// One month's Metro 2 file, character format (426-byte base segments, some J1/J2):
-    /// category metro2.base. Reports the accounts of `gen accounts` with the same --seed.
+    /// One month's Metro 2 file, character format: category metro2.base.
+    ///
+    /// 426-byte base segments, some with a J1 or J2 segment, and a trailer counting
+    /// them. Base record i reports account i of `gen accounts` with the same --seed: its
+    /// card number, limit, and balance at the month's end in whole dollars.
     Metro2(GenMetro2),
-    /// A client's month for the month-end reconciliation, in <OUT>/<CLIENT>/: last month's
-    /// and this month's account snapshots, a postings file per day, optional corrections
-    /// (corrections/) and resent duplicates (resent/), and expected_exceptions.json: the
-    /// held files and every account whose opening balance plus accepted postings is not
-    /// its closing balance. Prints the files in delivery order.
+    /// A client's month for the month-end reconciliation, with planted exceptions.
+    ///
+    /// Writes OUT/CLIENT/: last month's snapshot accounts_YYYY-MM.csv, one
+    /// postings_YYYY-MM-DD_01.dat per day, this month's snapshot (its balances roll last
+    /// month's forward by the postings), corrected postings in corrections/ (same name,
+    /// superseding the first file), byte-for-byte duplicates in resent/ (never to be
+    /// counted twice), and expected_exceptions.json: the held files (wrong trailer) and
+    /// every account whose opening balance plus accepted postings is not its closing
+    /// balance: the planted mismatches and the accounts a held file posted to. Prints the
+    /// files in delivery order.
     Month(GenMonth),
 }
 
@@ -273,7 +283,7 @@ pub struct GenMetro2 {
 /// `credstream gen month`.
 #[derive(Debug, clap::Args)]
 pub struct GenMonth {
-    /// Directory to write <CLIENT>/ in; <OUT>/<CLIENT> must not exist or be empty.
+    /// Directory to write CLIENT/ in; OUT/CLIENT must not exist or be empty.
     #[arg(long, short)]
     pub out: PathBuf,
     /// The client: the name of the directory under --out, as a landing area names clients.

@@ -390,3 +390,134 @@ pub fn write_metro2(
     line.write_to(out)?;
     Ok(totals)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+    use crate::formats::DriftClass;
+    use crate::formats::metro2::{parse_metro2, reconcile};
+    use crate::samples::card_number;
+    use crate::samples::testing::{num, parse_as};
+
+    fn october() -> Month {
+        "2026-10".parse().unwrap()
+    }
+
+    fn write(spec: &Metro2Spec) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_metro2(&mut out, spec, |_| {}).unwrap();
+        out
+    }
+
+    #[test]
+    fn the_same_spec_writes_the_same_bytes() {
+        let spec = Metro2Spec::new(october(), 3, 300);
+        let a = write(&spec);
+        assert_eq!(a, write(&spec));
+        assert_ne!(a, write(&Metro2Spec::new(october(), 4, 300)));
+        assert_ne!(a, write(&Metro2Spec::new(october().next(), 3, 300)));
+    }
+
+    #[test]
+    fn a_generated_file_parses_without_issues_and_reconciles() {
+        let spec = Metro2Spec::new(october(), 7, 1_000);
+        let bytes = write(&spec);
+        // One record per line, each as long as its record descriptor word says.
+        for line in bytes.strip_suffix(b"\n").unwrap().split(|b| *b == b'\n') {
+            assert_eq!(num(line, 1, 4) as usize, line.len());
+        }
+        let file = parse_metro2(&bytes).unwrap();
+        assert_eq!(file.issues, []);
+        assert_eq!(reconcile(&file), []);
+        assert_eq!(file.records.len(), 1_000);
+        let last_day = NaiveDate::from_ymd_opt(2026, 10, 31);
+        assert_eq!(file.header.activity_date, last_day);
+        let mut statuses = HashSet::new();
+        for (i, r) in file.records.iter().enumerate() {
+            let b = &r.base;
+            assert_eq!(b.consumer_account_number, card_number(7, i));
+            assert_eq!(
+                (b.portfolio_type.as_str(), b.account_type.as_str()),
+                ("R", "18")
+            );
+            assert_eq!(b.date_of_account_information, last_day);
+            assert!(b.date_opened.is_some_and(|d| d < last_day.unwrap()));
+            assert!(!b.surname.is_empty() && !b.first_name.is_empty());
+            assert_eq!(b.social_security_number.len(), 9);
+            assert_eq!(b.postal_code.len(), 5);
+            assert!(r.j1.len() + r.j2.len() <= 1);
+            statuses.insert(b.account_status.clone());
+        }
+        assert!(
+            statuses.contains("11") && statuses.len() >= 4,
+            "{statuses:?}"
+        );
+        let j1 = file.records.iter().filter(|r| !r.j1.is_empty()).count();
+        let j2 = file.records.iter().filter(|r| !r.j2.is_empty()).count();
+        assert!(j1 > 0 && j2 > 0);
+
+        // The counts reconcile() does not check match the segments too.
+        let t = file.trailer.as_ref().unwrap();
+        let with = |f: &dyn Fn(&crate::formats::metro2::BaseRecord) -> usize| {
+            file.records.iter().map(f).sum::<usize>() as u64
+        };
+        let ssn_j = with(&|r| {
+            r.j1.iter()
+                .filter(|j| !j.social_security_number.is_empty())
+                .count()
+                + r.j2
+                    .iter()
+                    .filter(|j| !j.consumer.social_security_number.is_empty())
+                    .count()
+        });
+        let ssn_base = with(&|r| usize::from(!r.base.social_security_number.is_empty()));
+        assert_eq!(t.total_ssn_base_segments, ssn_base);
+        assert_eq!(t.total_ssn_all_segments, ssn_base + ssn_j);
+        let dob_base = with(&|r| usize::from(r.base.date_of_birth.is_some()));
+        assert_eq!(t.total_dob_base_segments, dob_base);
+        let phones = with(&|r| {
+            usize::from(!r.base.telephone_number.is_empty())
+                + r.j1
+                    .iter()
+                    .filter(|j| !j.telephone_number.is_empty())
+                    .count()
+                + r.j2
+                    .iter()
+                    .filter(|j| !j.consumer.telephone_number.is_empty())
+                    .count()
+        });
+        assert_eq!(t.total_telephone_all_segments, phones);
+    }
+
+    #[test]
+    fn a_generated_file_parses_cleanly_with_the_layout() {
+        let spec = Metro2Spec::new(october(), 12, 1_000);
+        let (result, issues) = parse_as(&spec.file_name(), &write(&spec));
+        assert_eq!(issues, []);
+        let summary = result.unwrap();
+        assert_eq!((summary.records, summary.parsed), (1_000, 1_000));
+    }
+
+    #[test]
+    fn a_bad_trailer_is_one_base_record_off() {
+        let spec = Metro2Spec {
+            fault: Some(Metro2Fault::TotalBaseRecords),
+            ..Metro2Spec::new(october(), 7, 1_000)
+        };
+        let bytes = write(&spec);
+        let file = parse_metro2(&bytes).unwrap();
+        assert_eq!(file.issues, []);
+        let differences = reconcile(&file);
+        assert_eq!(differences.len(), 1);
+        assert_eq!(differences[0].field, "total_base_records");
+        assert_eq!(
+            (differences[0].trailer, differences[0].parsed),
+            (Some(1_001), 1_000)
+        );
+        let drift = parse_as(&spec.file_name(), &bytes).0.unwrap_err();
+        assert_eq!(drift.class, DriftClass::TrailerMismatch);
+        assert_eq!(drift.field.as_deref(), Some("total_base_records"));
+    }
+}

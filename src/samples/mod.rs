@@ -1,12 +1,15 @@
 //! Synthetic issuer files for the demo, the tests and benchmarks: one generator per file
 //! category, and a whole month of them with planted exceptions for reconciliation.
 //!
-//! - [`accounts`]: account master snapshots, CSV (`topologies/card_accounts.toml`).
-//! - [`transactions`]: a day's posted transactions, fixed width
-//!   (`topologies/card_transactions.toml`).
-//! - [`metro2`]: a month's Metro 2 base segments (`topologies/metro2_base.toml`).
-//! - [`month`]: a client's month, the snapshots either side of it and every day's postings,
-//!   with the exceptions a reconciliation must find written next to them.
+//! - `accounts`: account master snapshots, CSV (`topologies/card_accounts.toml`):
+//!   [`write_accounts`].
+//! - `transactions`: a day's posted transactions, fixed width
+//!   (`topologies/card_transactions.toml`): [`write_transactions`].
+//! - `metro2`: a month's Metro 2 base segments (`topologies/metro2_base.toml`):
+//!   [`write_metro2`].
+//! - `month`: a client's month, the snapshots either side of it and every day's postings,
+//!   with the exceptions a reconciliation must find written next to them: [`write_month`].
+//! - `command`: `credstream gen` ([`run_gen`]).
 //!
 //! Every file speaks of the same accounts: account `i` of seed `s` has the reference
 //! [`account_reference`]`(s, i)` and the card [`card_number`]`(s, i)` in every file and
@@ -184,6 +187,48 @@ pub fn money(cents: i64) -> String {
     format!("{sign}{}.{:02}", abs / 100, abs % 100)
 }
 
+/// What the tests of the generators share: reading fields by position, and parsing a
+/// generated file through the built-in layouts as the pipeline does.
+#[cfg(test)]
+pub(crate) mod testing {
+    use crate::formats::{Catalog, DriftClass, FileDrift, ParseSummary, parse};
+
+    /// The text at 1-based `start`, `len` bytes, of a record.
+    pub(crate) fn at(line: &[u8], start: usize, len: usize) -> &str {
+        std::str::from_utf8(&line[start - 1..start - 1 + len]).expect("ASCII")
+    }
+
+    /// Zero-filled digits at a position.
+    pub(crate) fn num(line: &[u8], start: usize, len: usize) -> i64 {
+        let text = at(line, start, len);
+        text.parse()
+            .unwrap_or_else(|_| panic!("{text:?} at {start} is not a number"))
+    }
+
+    /// Every record's issue class and field, in file order.
+    pub(crate) type Issues = Vec<(DriftClass, Option<String>)>;
+
+    /// Parses `bytes` as the file `name` through the built-in catalog, tokenising card
+    /// numbers under a test key.
+    pub(crate) fn parse_as(name: &str, bytes: &[u8]) -> (Result<ParseSummary, FileDrift>, Issues) {
+        let catalog = Catalog::builtin().expect("the built-in layouts load");
+        let category = catalog
+            .categorize(name)
+            .unwrap_or_else(|e| panic!("no category for {name}: {e}"));
+        let key = crate::config::Secret::new("0123456789abcdef0123456789abcdef");
+        let tokeniser = crate::tokenise::Tokeniser::new(&key).expect("a long enough key");
+        let mut issues = Vec::new();
+        let result = parse(bytes, category, &tokeniser, |r| {
+            if let Err(issue) = r {
+                issues.push((issue.class, issue.field));
+            }
+            Ok::<(), ()>(())
+        })
+        .expect("the callback never fails");
+        (result, issues)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,5 +263,96 @@ mod tests {
         let set = AccountSet { seed: 7, count: 20 };
         assert_eq!(set.reference(12), account_reference(7, 12));
         assert_eq!(set.card_number(12), card_number(7, 12));
+    }
+
+    /// Rows of an account master by column name, trailer excluded.
+    fn rows(text: &str) -> Vec<std::collections::HashMap<String, String>> {
+        let mut reader = csv::ReaderBuilder::new()
+            .flexible(true)
+            .from_reader(text.as_bytes());
+        let headers = reader.headers().unwrap().clone();
+        reader
+            .records()
+            .map(Result::unwrap)
+            .filter(|r| &r[0] != TRAILER_MARKER)
+            .map(|r| {
+                headers
+                    .iter()
+                    .zip(r.iter())
+                    .map(|(h, v)| (h.to_owned(), v.to_owned()))
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_account_is_the_same_account_in_every_month() {
+        let september = rows(&account_master_csv(500, 13, "2026-09-30", &[]));
+        let october = rows(&account_master_csv(500, 13, "2026-10-31", &[]));
+        let stable = [
+            "ReferenceNumber",
+            "CustomerId",
+            "CardNumber",
+            "CreditCardType",
+            "ProductType",
+            "StateCode",
+            "ZipCode",
+            "AccountOriginationDate",
+            "OriginalCreditLimit",
+            "CurrentCreditLimit",
+        ];
+        for (a, b) in september.iter().zip(&october) {
+            for column in stable {
+                assert_eq!(a[column], b[column], "{column}");
+            }
+        }
+        let balances = |rows: &[std::collections::HashMap<String, String>]| {
+            rows.iter()
+                .map(|r| r["CycleEndingBalance"].clone())
+                .collect::<Vec<_>>()
+        };
+        assert_ne!(balances(&september), balances(&october));
+    }
+
+    #[test]
+    fn an_account_has_one_card_number_in_every_file() {
+        let (seed, n) = (31, 400);
+        let master = rows(&account_master_csv(n, seed, "2026-10-31", &[]));
+        let pans: std::collections::HashMap<&str, &str> = master
+            .iter()
+            .map(|r| (r["ReferenceNumber"].as_str(), r["CardNumber"].as_str()))
+            .collect();
+        assert_eq!(pans.len(), n);
+
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 10, 20).unwrap();
+        let mut postings = Vec::new();
+        write_transactions(
+            &mut postings,
+            &TransactionsSpec::new(day, seed, 5_000, n),
+            |_| {},
+        )
+        .unwrap();
+        let lines: Vec<&[u8]> = postings.split(|b| *b == b'\n').collect();
+        let mut posted = std::collections::HashSet::new();
+        for line in lines.iter().filter(|l| l.first() == Some(&b'D')) {
+            let reference = testing::at(line, 2, 20).trim_end();
+            assert_eq!(testing::at(line, 22, 19).trim_end(), pans[reference]);
+            posted.insert(reference);
+        }
+        assert!(posted.len() > n / 2);
+
+        let mut metro2 = Vec::new();
+        let month = "2026-10".parse().unwrap();
+        write_metro2(&mut metro2, &Metro2Spec::new(month, seed, n), |_| {}).unwrap();
+        let file = crate::formats::metro2::parse_metro2(&metro2).unwrap();
+        assert_eq!(file.records.len(), n);
+        for (record, row) in file.records.iter().zip(&master) {
+            assert_eq!(record.base.consumer_account_number, row["CardNumber"]);
+            // The balance reported is the master's, in whole dollars.
+            let end = accounts::parse_money(&row["CycleEndingBalance"]).unwrap();
+            assert_eq!(record.base.current_balance as i64, end.max(0) / 100);
+            assert_eq!(record.base.state, row["StateCode"]);
+            assert_eq!(record.base.postal_code, row["ZipCode"]);
+        }
     }
 }

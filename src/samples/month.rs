@@ -546,3 +546,329 @@ fn write_postings(
     });
     Ok(totals)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::formats::DriftClass;
+    use crate::samples::testing::{at, num, parse_as};
+
+    #[test]
+    fn months_count_their_days_and_neighbours() {
+        let m: Month = "2028-02".parse().unwrap();
+        assert_eq!((m.days(), m.to_string()), (29, "2028-02".to_owned()));
+        assert_eq!(m.previous().to_string(), "2028-01");
+        assert_eq!(
+            "2026-01".parse::<Month>().unwrap().previous().to_string(),
+            "2025-12"
+        );
+        assert_eq!(
+            "2026-12".parse::<Month>().unwrap().next().to_string(),
+            "2027-01"
+        );
+        assert_eq!(m.last_day(), NaiveDate::from_ymd_opt(2028, 2, 29).unwrap());
+        for bad in ["2026-13", "2026-1", "26-01", "2026/01", ""] {
+            assert!(bad.parse::<Month>().is_err(), "{bad}");
+        }
+    }
+
+    /// Cents of a decimal with two places, read without the generator's helpers.
+    fn cents(text: &str) -> i64 {
+        let (units, fraction) = text.split_once('.').expect("two places");
+        assert_eq!(fraction.len(), 2, "{text}");
+        let magnitude = units.trim_start_matches('-').parse::<i64>().unwrap() * 100
+            + fraction.parse::<i64>().unwrap();
+        if text.starts_with('-') {
+            -magnitude
+        } else {
+            magnitude
+        }
+    }
+
+    fn decimal(cents: i64) -> String {
+        let sign = if cents < 0 { "-" } else { "" };
+        format!("{sign}{}.{:02}", cents.abs() / 100, cents.abs() % 100)
+    }
+
+    /// A snapshot by account: (CycleBeginningBalance, CycleEndingBalance), after checking
+    /// its trailer row against its rows.
+    fn snapshot(path: &Path) -> BTreeMap<String, (i64, i64)> {
+        let mut reader = csv::ReaderBuilder::new()
+            .flexible(true)
+            .from_path(path)
+            .unwrap();
+        let headers = reader.headers().unwrap().clone();
+        let col = |name: &str| headers.iter().position(|h| h == name).unwrap();
+        let (reference, begin, end) = (
+            col("ReferenceNumber"),
+            col("CycleBeginningBalance"),
+            col("CycleEndingBalance"),
+        );
+        let mut rows = BTreeMap::new();
+        let mut trailer = None;
+        for record in reader.records() {
+            let record = record.unwrap();
+            if &record[0] == "TRAILER" {
+                trailer = Some((record[1].parse::<usize>().unwrap(), cents(&record[2])));
+                continue;
+            }
+            assert!(trailer.is_none(), "a row after the trailer");
+            rows.insert(
+                record[reference].to_owned(),
+                (cents(&record[begin]), cents(&record[end])),
+            );
+        }
+        let total: i64 = rows.values().map(|(_, end)| end).sum();
+        assert_eq!(trailer, Some((rows.len(), total)), "{}", path.display());
+        rows
+    }
+
+    /// A postings file's lines, and whether its trailer restates its details.
+    fn postings(bytes: &[u8]) -> (Vec<&[u8]>, bool) {
+        let lines: Vec<&[u8]> = bytes
+            .strip_suffix(b"\n")
+            .unwrap()
+            .split(|b| *b == b'\n')
+            .collect();
+        let (trailer, details) = lines[1..].split_last().unwrap();
+        let (mut count, mut debits, mut credits) = (0, 0, 0);
+        for line in details {
+            count += 1;
+            match at(line, 61, 1) {
+                "D" => debits += num(line, 62, 12),
+                _ => credits += num(line, 62, 12),
+            }
+        }
+        let net = if at(trailer, 59, 1) == "-" { -1 } else { 1 } * num(trailer, 60, 15);
+        let reconciles = num(trailer, 2, 9) == count
+            && num(trailer, 20, 15) == debits
+            && num(trailer, 44, 15) == credits
+            && net == debits - credits;
+        (details.to_vec(), reconciles)
+    }
+
+    fn spec() -> MonthSpec {
+        MonthSpec {
+            accounts: 300,
+            postings_per_day: 400,
+            balance_mismatches: 6,
+            bad_trailer_days: vec![3, 10],
+            corrections: vec![10, 17],
+            duplicates: 4,
+            ..MonthSpec::new("ACME", "2026-10".parse().unwrap(), 21)
+        }
+    }
+
+    #[test]
+    fn the_expected_exceptions_are_exactly_the_accounts_that_do_not_roll_forward() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = spec();
+        let manifest = write_month(dir.path(), &spec).unwrap();
+        let client = dir.path().join("ACME");
+
+        let opening = snapshot(&client.join("accounts_2026-09.csv"));
+        let closing = snapshot(&client.join("accounts_2026-10.csv"));
+        assert_eq!(opening.len(), 300);
+        assert_eq!(
+            opening.keys().collect::<Vec<_>>(),
+            closing.keys().collect::<Vec<_>>()
+        );
+        for (account, (begin, _)) in &closing {
+            assert_eq!(
+                *begin, opening[account].1,
+                "{account} does not begin where it ended"
+            );
+        }
+
+        // The roll-forward as a reconciliation sees it: a correction supersedes the day's
+        // file, a file whose trailer does not reconcile is held.
+        let mut moved: BTreeMap<String, i64> = BTreeMap::new();
+        let mut held = Vec::new();
+        for day in 1..=31 {
+            let name = format!("postings_2026-10-{day:02}_01.dat");
+            let first = std::fs::read(client.join(&name)).unwrap();
+            if !postings(&first).1 {
+                held.push(name.clone());
+            }
+            let correction = client.join("corrections").join(&name);
+            let accepted = match std::fs::read(&correction) {
+                Ok(bytes) => {
+                    assert_ne!(bytes, first, "a correction has other bytes");
+                    bytes
+                }
+                Err(_) => first,
+            };
+            let (details, reconciles) = postings(&accepted);
+            if !reconciles {
+                continue;
+            }
+            for line in details {
+                assert_eq!(at(line, 85, 6), "202610", "PostDate outside the month");
+                let amount = num(line, 62, 12);
+                let signed = if at(line, 61, 1) == "D" {
+                    amount
+                } else {
+                    -amount
+                };
+                *moved
+                    .entry(at(line, 2, 20).trim_end().to_owned())
+                    .or_default() += signed;
+            }
+        }
+        let mut differing = BTreeMap::new();
+        for (account, (_, open)) in &opening {
+            let posted = moved.get(account).copied().unwrap_or(0);
+            let close = closing[account].1;
+            if open + posted != close {
+                differing.insert(
+                    account.clone(),
+                    [open, &posted, &close, &(close - open - posted)].map(|c| decimal(*c)),
+                );
+            }
+        }
+
+        let json: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(client.join("expected_exceptions.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(json["client"], "ACME");
+        assert_eq!(json["period"], "2026-10");
+        assert_eq!(json["files_held"], serde_json::json!(held));
+        assert_eq!(held.len(), 2);
+        let listed: BTreeMap<String, [String; 4]> = json["balance_mismatches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                let s = |k: &str| m[k].as_str().unwrap().to_owned();
+                (
+                    s("account"),
+                    [s("opening"), s("postings"), s("closing"), s("difference")],
+                )
+            })
+            .collect();
+        assert_eq!(listed, differing);
+        // Both causes are there: the planted accounts and those short of a held file.
+        assert!(manifest.planted.iter().all(|a| differing.contains_key(a)));
+        assert_eq!(manifest.planted.len(), 6);
+        assert!(differing.len() > manifest.planted.len());
+        assert_eq!(manifest.expected.balance_mismatches.len(), differing.len());
+    }
+
+    #[test]
+    fn files_are_listed_in_delivery_order_and_duplicates_are_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = write_month(dir.path(), &spec()).unwrap();
+        let client = dir.path().join("ACME");
+        let names: Vec<String> = manifest
+            .files
+            .iter()
+            .map(|p| p.strip_prefix(&client).unwrap().display().to_string())
+            .collect();
+        assert_eq!(names.len(), 1 + 31 + 1 + 2 + 4);
+        assert_eq!(names[0], "accounts_2026-09.csv");
+        assert_eq!(names[1], "postings_2026-10-01_01.dat");
+        assert_eq!(names[31], "postings_2026-10-31_01.dat");
+        assert_eq!(names[32], "accounts_2026-10.csv");
+        assert_eq!(
+            names[33..35],
+            [
+                "corrections/postings_2026-10-10_01.dat",
+                "corrections/postings_2026-10-17_01.dat"
+            ]
+        );
+        for resent in &names[35..] {
+            let name = resent.strip_prefix("resent/").expect("under resent/");
+            assert_eq!(
+                std::fs::read(client.join(resent)).unwrap(),
+                std::fs::read(client.join(name)).unwrap()
+            );
+        }
+        // Every file parses with its layout; only the held ones are held.
+        let held = &manifest.expected.files_held;
+        for (path, name) in manifest.files.iter().zip(&names) {
+            let file_name = path.file_name().unwrap().to_str().unwrap();
+            let (result, issues) = parse_as(file_name, &std::fs::read(path).unwrap());
+            assert_eq!(issues, [], "{name}");
+            match result {
+                Ok(summary) => {
+                    assert!(!held.contains(name), "{name}");
+                    assert!(summary.trailer.is_some(), "{name}");
+                }
+                Err(drift) => {
+                    assert!(held.iter().any(|h| name.ends_with(h.as_str())), "{name}");
+                    assert_eq!(drift.class, DriftClass::TrailerMismatch);
+                }
+            }
+        }
+        // A second run into a non-empty directory is refused.
+        let again = write_month(dir.path(), &spec()).unwrap_err();
+        assert_eq!(again.kind(), std::io::ErrorKind::AlreadyExists);
+    }
+
+    #[test]
+    fn the_same_spec_writes_the_same_month() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let spec = MonthSpec {
+            accounts: 50,
+            postings_per_day: 60,
+            ..spec()
+        };
+        let first = write_month(a.path(), &spec).unwrap();
+        let second = write_month(b.path(), &spec).unwrap();
+        assert_eq!(first.expected, second.expected);
+        for (x, y) in first.files.iter().zip(&second.files) {
+            assert_eq!(std::fs::read(x).unwrap(), std::fs::read(y).unwrap());
+        }
+        let c = tempfile::tempdir().unwrap();
+        let other = write_month(c.path(), &MonthSpec { seed: 22, ..spec }).unwrap();
+        assert_ne!(
+            std::fs::read(&first.files[1]).unwrap(),
+            std::fs::read(&other.files[1]).unwrap()
+        );
+    }
+
+    #[test]
+    fn specs_that_cannot_be_written_are_refused() {
+        let ok = spec();
+        assert!(ok.check().is_ok());
+        for bad in [
+            MonthSpec {
+                client: "../x".into(),
+                ..ok.clone()
+            },
+            MonthSpec {
+                client: String::new(),
+                ..ok.clone()
+            },
+            MonthSpec {
+                accounts: 0,
+                ..ok.clone()
+            },
+            MonthSpec {
+                bad_trailer_days: vec![32],
+                ..ok.clone()
+            },
+            MonthSpec {
+                corrections: vec![0],
+                ..ok.clone()
+            },
+            MonthSpec {
+                postings_per_day: 1,
+                ..ok.clone()
+            },
+            MonthSpec {
+                balance_mismatches: 301,
+                ..ok.clone()
+            },
+            MonthSpec {
+                duplicates: 34,
+                ..ok.clone()
+            },
+        ] {
+            assert!(bad.check().is_err(), "{bad:?}");
+        }
+    }
+}

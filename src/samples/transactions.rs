@@ -599,3 +599,383 @@ pub fn write_transactions(
     line.write_to(out)?;
     Ok(totals)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{HashMap, HashSet};
+
+    use super::*;
+    use crate::formats::DriftClass;
+    use crate::samples::testing::{at, num, parse_as};
+    use crate::samples::{account_reference, card_number};
+
+    fn day() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 10, 15).unwrap()
+    }
+
+    fn write(spec: &TransactionsSpec) -> (Vec<u8>, TransactionTotals) {
+        let mut out = Vec::new();
+        let totals = write_transactions(&mut out, spec, |_| {}).unwrap();
+        (out, totals)
+    }
+
+    /// What the trailer states, read by position.
+    #[derive(Debug, PartialEq, Eq)]
+    struct Stated {
+        count: i64,
+        debit_count: i64,
+        debits: i64,
+        credit_count: i64,
+        credits: i64,
+        net: i64,
+    }
+
+    /// The detail records recounted by position, as the trailer should state them; a
+    /// record whose amount is not digits is counted but not summed.
+    fn recount(details: &[&[u8]]) -> Stated {
+        let mut s = Stated {
+            count: 0,
+            debit_count: 0,
+            debits: 0,
+            credit_count: 0,
+            credits: 0,
+            net: 0,
+        };
+        for line in details {
+            s.count += 1;
+            let amount = at(line, 62, 12).parse::<i64>().unwrap_or(0);
+            match at(line, 61, 1) {
+                "D" => {
+                    s.debit_count += 1;
+                    s.debits += amount;
+                    s.net += amount;
+                }
+                "C" => {
+                    s.credit_count += 1;
+                    s.credits += amount;
+                    s.net -= amount;
+                }
+                other => panic!("DebitCredit {other:?}"),
+            }
+        }
+        s
+    }
+
+    fn stated(trailer: &[u8]) -> Stated {
+        let sign = match at(trailer, 59, 1) {
+            "+" => 1,
+            "-" => -1,
+            other => panic!("net sign {other:?}"),
+        };
+        Stated {
+            count: num(trailer, 2, 9),
+            debit_count: num(trailer, 11, 9),
+            debits: num(trailer, 20, 15),
+            credit_count: num(trailer, 35, 9),
+            credits: num(trailer, 44, 15),
+            net: sign * num(trailer, 60, 15),
+        }
+    }
+
+    /// The file's lines without their `\n`; panics unless every line ends with one.
+    fn lines(bytes: &[u8]) -> Vec<&[u8]> {
+        assert_eq!(bytes.last(), Some(&b'\n'));
+        bytes[..bytes.len() - 1].split(|b| *b == b'\n').collect()
+    }
+
+    #[test]
+    fn the_same_spec_writes_the_same_bytes() {
+        let spec = TransactionsSpec::new(day(), 5, 2_000, 300);
+        let (a, _) = write(&spec);
+        assert_eq!(a, write(&spec).0);
+        assert_ne!(
+            a,
+            write(&TransactionsSpec {
+                seed: 6,
+                ..spec.clone()
+            })
+            .0
+        );
+        let next_day = day().succ_opt().unwrap();
+        assert_ne!(
+            a,
+            write(&TransactionsSpec {
+                day: next_day,
+                ..spec.clone()
+            })
+            .0
+        );
+        assert_ne!(
+            a,
+            write(&TransactionsSpec {
+                sequence: 2,
+                ..spec
+            })
+            .0
+        );
+    }
+
+    #[test]
+    fn every_line_is_160_bytes_and_the_trailer_restates_the_details() {
+        for seed in 0..4 {
+            let spec = TransactionsSpec::new(day(), seed, 20_000, 1_500);
+            let (bytes, totals) = write(&spec);
+            let lines = lines(&bytes);
+            assert!(lines.iter().all(|l| l.len() == POSTING_RECORD_LEN));
+            assert_eq!(lines.len(), 20_002);
+            let (header, rest) = lines.split_first().unwrap();
+            let (trailer, details) = rest.split_last().unwrap();
+            assert_eq!(at(header, 1, 1), "H");
+            assert_eq!(at(header, 2, 8), "20261015");
+            assert_eq!(at(header, 10, 2), "01");
+            assert_eq!(at(header, 12, 30).trim_end(), "CREDSTREAM SAMPLE BANK");
+            assert_eq!(at(trailer, 1, 1), "T");
+            assert!(details.iter().all(|l| at(l, 1, 1) == "D"));
+            let recounted = recount(details);
+            assert_eq!(stated(trailer), recounted, "seed {seed}");
+            assert_eq!(
+                (totals.debit_cents, totals.credit_cents, totals.records),
+                (recounted.debits, recounted.credits, 20_000)
+            );
+            assert!(recounted.debit_count > 0 && recounted.credit_count > 0);
+        }
+    }
+
+    #[test]
+    fn detail_fields_are_consistent() {
+        let spec = TransactionsSpec::new(day(), 3, 30_000, 800);
+        let (bytes, _) = write(&spec);
+        let lines = lines(&bytes);
+        let details = &lines[1..lines.len() - 1];
+        let pans: HashMap<String, String> = (0..800)
+            .map(|i| (account_reference(3, i), card_number(3, i)))
+            .collect();
+        let mut ids = HashSet::new();
+        let mut codes = HashSet::new();
+        let mut reversals = 0;
+        for line in details {
+            let reference = at(line, 2, 20).trim_end();
+            assert_eq!(at(line, 22, 19).trim_end(), pans[reference]);
+            let id = at(line, 41, 16);
+            assert!(ids.insert(id.to_owned()), "duplicate TransactionId {id}");
+            let code = at(line, 57, 4);
+            codes.insert(code.to_owned());
+            let sign = match code {
+                "0101" | "0401" => "D",
+                "0201" | "0301" => "C",
+                other => panic!("TransactionCode {other}"),
+            };
+            assert_eq!(at(line, 61, 1), sign);
+            assert!(at(line, 62, 12).bytes().all(|b| b.is_ascii_digit()));
+            assert!(num(line, 62, 12) > 0);
+            assert_eq!(at(line, 74, 3), "USD");
+            let transaction = at(line, 77, 8);
+            assert_eq!(at(line, 85, 8), "20261015");
+            assert!(("20261012"..="20261015").contains(&transaction));
+            let mcc = at(line, 93, 4);
+            assert!(mcc == "    " || mcc.bytes().all(|b| b.is_ascii_digit()));
+            assert!(!at(line, 97, 25).trim().is_empty());
+            let network = at(line, 128, 10).trim_end();
+            let expected = match at(line, 22, 1) {
+                "4" => "VISA",
+                "5" => "MASTERCARD",
+                _ => "DISCOVER",
+            };
+            assert_eq!(network, expected);
+            let reversal = at(line, 138, 16).trim_end();
+            if !reversal.is_empty() {
+                assert_eq!(code, "0301", "only refunds reverse");
+                assert!(ids.contains(reversal), "{reversal} is not an earlier id");
+                reversals += 1;
+            }
+            assert_eq!(at(line, 154, 7), "       ");
+        }
+        assert_eq!(codes.len(), 4);
+        assert!(reversals > 0);
+    }
+
+    #[test]
+    fn trailer_faults_are_off_by_one() {
+        let base = TransactionsSpec::new(day(), 8, 500, 100);
+        for (fault, field) in [
+            (TransactionsFault::TrailerCount, "detail_count"),
+            (TransactionsFault::TrailerDebitSum, "debit_amount"),
+        ] {
+            let spec = TransactionsSpec {
+                fault: Some(fault),
+                ..base.clone()
+            };
+            let (bytes, _) = write(&spec);
+            let lines = lines(&bytes);
+            let mut expected = recount(&lines[1..lines.len() - 1]);
+            match fault {
+                TransactionsFault::TrailerCount => expected.count += 1,
+                _ => {
+                    expected.debits += 1;
+                    expected.net += 1;
+                }
+            }
+            assert_eq!(stated(lines.last().unwrap()), expected);
+            let (result, issues) = parse_as(&spec.file_name(), &bytes);
+            assert_eq!(issues, []);
+            let drift = result.unwrap_err();
+            assert_eq!(drift.class, DriftClass::TrailerMismatch);
+            assert_eq!(drift.field.as_deref(), Some(field));
+        }
+    }
+
+    #[test]
+    fn generated_postings_parse_cleanly_with_the_layout() {
+        let spec = TransactionsSpec::new(day(), 2, 5_000, 400);
+        let (bytes, _) = write(&spec);
+        let (result, issues) = parse_as(&spec.file_name(), &bytes);
+        assert_eq!(issues, []);
+        let summary = result.unwrap();
+        assert_eq!(
+            (summary.records, summary.parsed, summary.issues),
+            (5_000, 5_000, 0)
+        );
+        let check = summary.trailer.expect("a reconciled trailer");
+        assert_eq!(check.records, 5_000);
+        assert_eq!(check.sums.len(), 6);
+    }
+
+    #[test]
+    fn a_bad_record_is_quarantined_alone_and_the_trailer_still_reconciles() {
+        for (fault, class, field) in [
+            (
+                TransactionsFault::WrongLength,
+                DriftClass::WrongRecordLength,
+                None,
+            ),
+            (
+                TransactionsFault::BadAmount,
+                DriftClass::TypeMismatch,
+                Some("Amount".to_owned()),
+            ),
+        ] {
+            let spec = TransactionsSpec {
+                fault: Some(fault),
+                per_account: true,
+                ..TransactionsSpec::new(day(), 4, 1_000, 50)
+            };
+            let (bytes, totals) = write(&spec);
+            let lines = lines(&bytes);
+            let lengths: Vec<usize> = lines.iter().map(|l| l.len()).collect();
+            let short = lengths.iter().filter(|&&l| l != POSTING_RECORD_LEN).count();
+            assert_eq!(short, usize::from(fault == TransactionsFault::WrongLength));
+            assert_eq!(
+                stated(lines.last().unwrap()),
+                recount(&lines[1..lines.len() - 1])
+            );
+            let (result, issues) = parse_as(&spec.file_name(), &bytes);
+            assert_eq!(issues, [(class, field)], "{fault:?}");
+            let summary = result.unwrap();
+            assert_eq!((summary.records, summary.issues), (1_000, 1));
+            // The quarantined record posts nothing.
+            let posted: i64 = totals.per_account.unwrap().iter().map(|m| m.net()).sum();
+            let bad = lines[1 + 500];
+            let bad_net = match (at(bad, 61, 1), at(bad, 62, 12).parse::<i64>()) {
+                ("D", Ok(a)) => a,
+                ("C", Ok(a)) => -a,
+                _ => 0,
+            };
+            assert_eq!(posted, recount(&lines[1..lines.len() - 1]).net - bad_net);
+        }
+    }
+
+    #[test]
+    fn per_account_movements_add_up_to_the_file() {
+        let spec = TransactionsSpec {
+            per_account: true,
+            ..TransactionsSpec::new(day(), 9, 4_000, 120)
+        };
+        let (bytes, totals) = write(&spec);
+        let mut nets: HashMap<&str, i64> = HashMap::new();
+        let mut payments: HashMap<&str, i64> = HashMap::new();
+        let lines = lines(&bytes);
+        for line in &lines[1..lines.len() - 1] {
+            let amount = num(line, 62, 12);
+            let net = nets.entry(at(line, 2, 20).trim_end()).or_default();
+            *net += if at(line, 61, 1) == "D" {
+                amount
+            } else {
+                -amount
+            };
+            if at(line, 57, 4) == "0201" {
+                *payments.entry(at(line, 2, 20).trim_end()).or_default() += amount;
+            }
+        }
+        let per_account = totals.per_account.unwrap();
+        assert_eq!(per_account.len(), 120);
+        for (i, m) in per_account.iter().enumerate() {
+            let reference = account_reference(9, i);
+            assert_eq!(m.net(), nets.get(reference.as_str()).copied().unwrap_or(0));
+            assert_eq!(
+                m.payments,
+                payments.get(reference.as_str()).copied().unwrap_or(0)
+            );
+        }
+    }
+
+    #[test]
+    fn a_correction_amends_one_record_and_removes_another() {
+        let original = TransactionsSpec::new(day(), 11, 300, 40);
+        let corrected = TransactionsSpec {
+            correction: Some(Correction {
+                amend: 10,
+                remove: 200,
+            }),
+            ..original.clone()
+        };
+        let (a, _) = write(&original);
+        let (b, _) = write(&corrected);
+        let (a, b) = (lines(&a), lines(&b));
+        assert_eq!(b.len(), a.len() - 1);
+        let kept: Vec<&[u8]> = a
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| *k != 1 + 200)
+            .map(|(_, l)| *l)
+            .collect();
+        let differing: Vec<usize> = (0..b.len() - 1).filter(|&k| kept[k] != b[k]).collect();
+        assert_eq!(differing, [1 + 10]);
+        assert_eq!(num(b[11], 62, 12), num(a[11], 62, 12) + 1_000);
+        assert_eq!(at(b[11], 41, 16), at(a[11], 41, 16));
+        assert_eq!(stated(b.last().unwrap()), recount(&b[1..b.len() - 1]));
+    }
+
+    #[test]
+    fn specs_that_cannot_be_written_are_refused() {
+        let ok = TransactionsSpec::new(day(), 1, 10, 10);
+        assert!(ok.check().is_ok());
+        let refused = [
+            TransactionsSpec {
+                sequence: 0,
+                ..ok.clone()
+            },
+            TransactionsSpec {
+                records: 10_000_000,
+                ..ok.clone()
+            },
+            TransactionsSpec {
+                issuer: "X".repeat(31),
+                ..ok.clone()
+            },
+            TransactionsSpec::new(day(), 10_000_000_000, 10, 10),
+            TransactionsSpec::new(day(), 1, 10, 0),
+            TransactionsSpec {
+                correction: Some(Correction {
+                    amend: 3,
+                    remove: 3,
+                }),
+                ..ok.clone()
+            },
+        ];
+        for spec in refused {
+            assert!(spec.check().is_err(), "{spec:?}");
+            let err = write_transactions(&mut Vec::new(), &spec, |_| {}).unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+        }
+    }
+}
