@@ -275,50 +275,161 @@ pub struct TrailerDifference {
 
 /// Parses a whole file. A file without a header, or whose records cannot be framed, is a
 /// [`FileDrift`]; everything else is in the result, problems of single records included.
+/// Holds every record: for large files use [`scan_metro2`], which holds one at a time.
 pub fn parse_metro2(bytes: &[u8]) -> Result<Metro2File, FileDrift> {
-    let framing = detect_framing(bytes)?;
-    let frames = frame(bytes, framing)?;
-    let mut frames = frames.into_iter();
-    let first = frames
-        .next()
-        .ok_or_else(|| malformed("the file is empty", 0))?;
-    let mut issues = Vec::new();
-    if !first.is(b"HEADER") {
-        return Err(malformed("the first record is not a HEADER", 0));
-    }
-    let header = parse_header(&first, &mut issues);
     let mut records = Vec::new();
+    let mut issues = Vec::new();
+    let scan = scan_metro2(bytes, |event| {
+        match event {
+            Event::Record(record, mut own) => {
+                issues.append(&mut own);
+                records.push(*record);
+            }
+            Event::FileIssue(issue) => issues.push(issue),
+        }
+        Ok::<(), std::convert::Infallible>(())
+    });
+    let scan = match scan {
+        Ok(scan) => scan?,
+        Err(never) => match never {},
+    };
+    Ok(Metro2File {
+        framing: scan.framing,
+        header: scan.header,
+        records,
+        trailer: scan.trailer,
+        issues,
+    })
+}
+
+/// What [`scan_metro2`] hands on, in file order.
+#[derive(Debug)]
+pub enum Event {
+    /// A data record and the problems found in it (empty when it is clean).
+    Record(Box<BaseRecord>, Vec<RecordIssue>),
+    /// A problem of the header or trailer (named in the reason), or of the file's
+    /// structure: a second header or trailer.
+    FileIssue(RecordIssue),
+}
+
+/// What a scan found besides the records.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scan {
+    pub framing: Framing,
+    pub header: Header,
+    pub trailer: Option<Trailer>,
+    /// What the trailer is reconciled against.
+    pub counts: Counts,
+}
+
+/// The counts a trailer states, as computed from the data records (every one, issues
+/// or not: the sender counted what it sent).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub base_records: u64,
+    /// Records per account status, in the order of [`STATUS_CODES`].
+    pub status: [u64; 23],
+    pub j1_segments: u64,
+    pub j2_segments: u64,
+}
+
+impl Counts {
+    fn add(&mut self, record: &BaseRecord) {
+        self.base_records += 1;
+        if let Some(i) = STATUS_CODES
+            .iter()
+            .position(|c| *c == record.base.account_status)
+        {
+            self.status[i] += 1;
+        }
+        self.j1_segments += record.j1.len() as u64;
+        self.j2_segments += record.j2.len() as u64;
+    }
+}
+
+/// Reads a file record by record, handing each to `on_event` as soon as it is parsed, so
+/// a file of millions of records is never held. The outer `Result` is the callback's own
+/// error, which stops the scan; the inner one is a file that cannot be framed or has no
+/// header.
+pub fn scan_metro2<E>(
+    bytes: &[u8],
+    mut on_event: impl FnMut(Event) -> Result<(), E>,
+) -> Result<Result<Scan, FileDrift>, E> {
+    let framing = match detect_framing(bytes) {
+        Ok(f) => f,
+        Err(drift) => return Ok(Err(drift)),
+    };
+    let mut header: Option<Header> = None;
     let mut trailer: Option<Trailer> = None;
-    for f in frames {
+    let mut counts = Counts::default();
+    let mut failure: Option<E> = None;
+    let framed = frame(bytes, framing, &mut |f: Frame| -> Result<(), FileDrift> {
+        let mut file_issues = Vec::new();
+        let Some(_) = &header else {
+            if !f.is(b"HEADER") {
+                return Err(malformed("the first record is not a HEADER", 0));
+            }
+            header = Some(parse_header(&f, &mut file_issues));
+            for issue in file_issues {
+                if let Err(e) = on_event(Event::FileIssue(issue)) {
+                    failure = Some(e);
+                    return Err(malformed("stopped", 0));
+                }
+            }
+            return Ok(());
+        };
         let position = Position {
-            record_index: records.len() as u64,
+            record_index: counts.base_records,
             line: f.line,
             byte_offset: f.start as u64,
         };
-        if f.is(b"TRAILER") {
+        let event = if f.is(b"TRAILER") {
             if trailer.is_some() {
-                issues.push(issue_at(position, "a second TRAILER record"));
+                Some(Event::FileIssue(issue_at(
+                    position,
+                    "a second TRAILER record",
+                )))
             } else {
-                trailer = Some(parse_trailer(&f, &mut issues));
+                trailer = Some(parse_trailer(&f, &mut file_issues));
+                None
             }
-            continue;
+        } else if f.is(b"HEADER") {
+            Some(Event::FileIssue(issue_at(
+                position,
+                "a second HEADER record",
+            )))
+        } else {
+            let mut own = Vec::new();
+            if trailer.is_some() {
+                own.push(issue_at(position, "a data record after the TRAILER"));
+            }
+            let record = parse_frame(&f, position, &mut own);
+            counts.add(&record);
+            Some(Event::Record(Box::new(record), own))
+        };
+        for e in file_issues.into_iter().map(Event::FileIssue).chain(event) {
+            if let Err(e) = on_event(e) {
+                failure = Some(e);
+                return Err(malformed("stopped", 0));
+            }
         }
-        if f.is(b"HEADER") {
-            issues.push(issue_at(position, "a second HEADER record"));
-            continue;
-        }
-        if trailer.is_some() {
-            issues.push(issue_at(position, "a data record after the TRAILER"));
-        }
-        records.push(parse_frame(&f, position, &mut issues));
+        Ok(())
+    });
+    if let Some(e) = failure {
+        return Err(e);
     }
-    Ok(Metro2File {
+    if let Err(drift) = framed {
+        return Ok(Err(drift));
+    }
+    let Some(header) = header else {
+        return Ok(Err(malformed("the file is empty", 0)));
+    };
+    Ok(Ok(Scan {
         framing,
         header,
-        records,
         trailer,
-        issues,
-    })
+        counts,
+    }))
 }
 
 /// Parses one data record (optionally after its BDW), e.g. a single record cut from a file.
@@ -326,7 +437,12 @@ pub fn parse_data_record(bytes: &[u8]) -> Result<(BaseRecord, Vec<RecordIssue>),
     let blocked = word(bytes, 0)
         .and_then(|(_, q)| word(bytes, q))
         .is_some_and(|(rdw, q)| rdw as usize >= RECORD_LEN && bytes.get(q) == Some(&b'1'));
-    let mut frames = frame(bytes, Framing::Rdw { blocked })?.into_iter();
+    let mut frames = Vec::new();
+    frame(bytes, Framing::Rdw { blocked }, &mut |f| {
+        frames.push(f);
+        Ok(())
+    })?;
+    let mut frames = frames.into_iter();
     let f = frames
         .next()
         .ok_or_else(|| malformed("no record in the bytes", 0))?;
@@ -346,35 +462,44 @@ pub fn parse_data_record(bytes: &[u8]) -> Result<(BaseRecord, Vec<RecordIssue>),
 /// Compares the trailer's total base records, per-status counts and J1/J2 counts with the
 /// records parsed (all of them, issues or not: the sender counted what it sent).
 pub fn reconcile(file: &Metro2File) -> Vec<TrailerDifference> {
-    let parsed_records = file.records.len() as u64;
-    let Some(t) = &file.trailer else {
+    let mut counts = Counts::default();
+    for r in &file.records {
+        counts.add(r);
+    }
+    reconcile_counts(file.trailer.as_ref(), &counts)
+}
+
+/// [`reconcile`] from a scan's counts.
+pub fn reconcile_counts(trailer: Option<&Trailer>, counts: &Counts) -> Vec<TrailerDifference> {
+    let Some(t) = trailer else {
         return vec![TrailerDifference {
             field: "trailer".to_owned(),
             trailer: None,
-            parsed: parsed_records,
+            parsed: counts.base_records,
         }];
     };
-    let mut status = [0u64; 23];
-    for r in &file.records {
-        if let Some(i) = STATUS_CODES
-            .iter()
-            .position(|c| *c == r.base.account_status)
-        {
-            status[i] += 1;
-        }
-    }
-    let j1 = file.records.iter().map(|r| r.j1.len() as u64).sum();
-    let j2 = file.records.iter().map(|r| r.j2.len() as u64).sum();
     let mut checks = vec![(
         "total_base_records".to_owned(),
         t.total_base_records,
-        parsed_records,
+        counts.base_records,
     )];
     for (i, code) in STATUS_CODES.iter().enumerate() {
-        checks.push((format!("status_{code}"), t.status_counts[i], status[i]));
+        checks.push((
+            format!("status_{code}"),
+            t.status_counts[i],
+            counts.status[i],
+        ));
     }
-    checks.push(("total_j1_segments".to_owned(), t.total_j1_segments, j1));
-    checks.push(("total_j2_segments".to_owned(), t.total_j2_segments, j2));
+    checks.push((
+        "total_j1_segments".to_owned(),
+        t.total_j1_segments,
+        counts.j1_segments,
+    ));
+    checks.push((
+        "total_j2_segments".to_owned(),
+        t.total_j2_segments,
+        counts.j2_segments,
+    ));
     checks
         .into_iter()
         .filter(|(_, stated, parsed)| stated != parsed)
@@ -483,15 +608,24 @@ fn detect_framing(bytes: &[u8]) -> Result<Framing, FileDrift> {
     Ok(Framing::Rdw { blocked })
 }
 
-fn frame(bytes: &[u8], framing: Framing) -> Result<Vec<Frame>, FileDrift> {
+/// Hands each framed record to `on_frame` in file order; stops at the first error.
+fn frame(
+    bytes: &[u8],
+    framing: Framing,
+    on_frame: &mut dyn FnMut(Frame) -> Result<(), FileDrift>,
+) -> Result<(), FileDrift> {
     match framing {
-        Framing::Rdw { blocked } => frame_rdw(bytes, blocked),
-        Framing::Lines { blocked } => Ok(frame_lines(bytes, blocked)),
+        Framing::Rdw { blocked } => frame_rdw(bytes, blocked, on_frame),
+        Framing::Lines { blocked } => frame_lines(bytes, blocked, on_frame),
     }
 }
 
-fn frame_rdw(bytes: &[u8], blocked: bool) -> Result<Vec<Frame>, FileDrift> {
-    let mut frames = Vec::new();
+fn frame_rdw(
+    bytes: &[u8],
+    blocked: bool,
+    on_frame: &mut dyn FnMut(Frame) -> Result<(), FileDrift>,
+) -> Result<(), FileDrift> {
+    let mut framed = 0u64;
     let (mut p, mut line, mut counted_to) = (0, 1u64, 0);
     loop {
         p = skip_breaks(bytes, p);
@@ -507,7 +641,7 @@ fn frame_rdw(bytes: &[u8], blocked: bool) -> Result<Vec<Frame>, FileDrift> {
         };
         let Some((rdw, _)) = word(bytes, q) else {
             let msg = format!("no record descriptor word at byte {q}");
-            return Err(malformed(&msg, frames.len() as u64));
+            return Err(malformed(&msg, framed));
         };
         let want = rdw as usize;
         let mut rec = Vec::with_capacity(want);
@@ -555,7 +689,7 @@ fn frame_rdw(bytes: &[u8], blocked: bool) -> Result<Vec<Frame>, FileDrift> {
                 ));
             }
         }
-        frames.push(Frame {
+        on_frame(Frame {
             start,
             line,
             bdw,
@@ -563,14 +697,18 @@ fn frame_rdw(bytes: &[u8], blocked: bool) -> Result<Vec<Frame>, FileDrift> {
             bytes: rec,
             problem,
             lines_mode: false,
-        });
+        })?;
+        framed += 1;
         p = i;
     }
-    Ok(frames)
+    Ok(())
 }
 
-fn frame_lines(bytes: &[u8], blocked: bool) -> Vec<Frame> {
-    let mut frames = Vec::new();
+fn frame_lines(
+    bytes: &[u8],
+    blocked: bool,
+    on_frame: &mut dyn FnMut(Frame) -> Result<(), FileDrift>,
+) -> Result<(), FileDrift> {
     let mut start = 0;
     for (n, raw) in bytes.split(|b| *b == b'\n').enumerate() {
         let text = raw.strip_suffix(b"\r").unwrap_or(raw);
@@ -583,7 +721,7 @@ fn frame_lines(bytes: &[u8], blocked: bool) -> Vec<Frame> {
             Some((w, _)) if blocked && word(text, 4).is_some() => (Some(w), &text[4..]),
             _ => (None, text),
         };
-        frames.push(Frame {
+        on_frame(Frame {
             start: offset,
             line: n as u64 + 1,
             bdw,
@@ -591,9 +729,9 @@ fn frame_lines(bytes: &[u8], blocked: bool) -> Vec<Frame> {
             bytes: rec.to_vec(),
             problem: None,
             lines_mode: true,
-        });
+        })?;
     }
-    frames
+    Ok(())
 }
 
 /// Reads fields by their 1-based positions in the Metro 2 layout, reporting what it cannot.
@@ -1199,51 +1337,73 @@ fn raw_value<'a>(record: &'a BaseRecord, source: &str) -> Raw<'a> {
 }
 
 /// Parses a Metro 2 file per `category`, calling `on_record` with each data record (its
-/// base-segment fields picked by the layout) or its issue, in file order; the contract is
-/// [`super::parse_csv`]'s. The trailer is reconciled before any record is handed on (a
-/// Metro 2 file is read whole), so a mismatch holds the file before anything leaves.
+/// base-segment fields picked by the layout) or its issue, in file order, holding one
+/// record at a time; the contract is [`super::parse_csv`]'s. The trailer is reconciled at
+/// the end, so a caller wanting all or nothing validates first
+/// ([`super::Category::validates_first`] says so for every Metro 2 category).
 pub fn parse_metro2_records<E>(
     bytes: &[u8],
     category: &super::Category,
     mut on_record: impl FnMut(Result<super::ParsedRecord<'_, '_>, RecordIssue>) -> Result<(), E>,
 ) -> Result<Result<super::ParseSummary, FileDrift>, E> {
-    use super::value::FieldValue;
-    let file = match parse_metro2(bytes) {
-        Ok(f) => f,
-        Err(drift) => return Ok(Err(drift)),
-    };
-    let records = file.records.len() as u64;
-    // Problems of the header or trailer hold the file; a record's own stay with it.
-    let mut per_record: Vec<Vec<&RecordIssue>> = vec![Vec::new(); file.records.len()];
-    for issue in &file.issues {
-        let owner = usize::try_from(issue.position.record_index)
-            .ok()
-            .filter(|&i| {
-                file.records
-                    .get(i)
-                    .is_some_and(|r| r.position.byte_offset == issue.position.byte_offset)
-            });
-        match owner {
-            Some(i) => per_record[i].push(issue),
-            None => {
-                let class = if issue.reason.starts_with("trailer") {
-                    DriftClass::TrailerMismatch
-                } else {
-                    DriftClass::Malformed
-                };
-                return Ok(Err(FileDrift {
-                    class,
-                    reason: format!("line {}: {}", issue.position.line, issue.reason),
-                    field: issue.field.clone(),
-                    expected: issue.expected.clone(),
-                    actual: issue.actual.clone(),
-                    records,
-                }));
+    let mut summary = super::ParseSummary::default();
+    // The first problem of the header, the trailer or the file's structure: it holds the
+    // file, reported once the records are read.
+    let mut file_problem: Option<RecordIssue> = None;
+    let scan = scan_metro2(bytes, |event| match event {
+        Event::FileIssue(issue) => {
+            file_problem.get_or_insert(issue);
+            Ok(())
+        }
+        Event::Record(record, issues) => {
+            summary.records += 1;
+            let outcome = match issues.into_iter().reduce(|mut first, _| {
+                first.reason.push_str(" (and more)");
+                first
+            }) {
+                Some(issue) => Err(issue),
+                None => record_values(&record, category).map_err(|issue| *issue),
+            };
+            match outcome {
+                Ok(values) => {
+                    summary.parsed += 1;
+                    on_record(Ok(super::ParsedRecord {
+                        position: record.position,
+                        values: &values,
+                    }))
+                }
+                Err(issue) => {
+                    summary.issues += 1;
+                    on_record(Err(issue))
+                }
             }
         }
+    })?;
+    let scan = match scan {
+        Ok(scan) => scan,
+        Err(mut drift) => {
+            drift.records = summary.records;
+            return Ok(Err(drift));
+        }
+    };
+    let records = scan.counts.base_records;
+    if let Some(issue) = file_problem {
+        let class = if issue.reason.starts_with("trailer") {
+            DriftClass::TrailerMismatch
+        } else {
+            DriftClass::Malformed
+        };
+        return Ok(Err(FileDrift {
+            class,
+            reason: format!("line {}: {}", issue.position.line, issue.reason),
+            field: issue.field,
+            expected: issue.expected,
+            actual: issue.actual,
+            records,
+        }));
     }
-    let differences = reconcile(&file);
-    if !differences.is_empty() {
+    let differences = reconcile_counts(scan.trailer.as_ref(), &scan.counts);
+    if let Some(first) = differences.first() {
         let listed: Vec<String> = differences
             .iter()
             .map(|d| match d.trailer {
@@ -1251,7 +1411,6 @@ pub fn parse_metro2_records<E>(
                 None => format!("no trailer, {} records", d.parsed),
             })
             .collect();
-        let first = &differences[0];
         return Ok(Err(FileDrift {
             class: DriftClass::TrailerMismatch,
             reason: format!("the trailer does not reconcile: {}", listed.join("; ")),
@@ -1261,94 +1420,7 @@ pub fn parse_metro2_records<E>(
             records,
         }));
     }
-    let mut summary = super::ParseSummary {
-        records,
-        ..Default::default()
-    };
-    let mut values: Vec<FieldValue<'_>> = Vec::with_capacity(category.fields.len());
-    'records: for (record, issues) in file.records.iter().zip(&per_record) {
-        let position = record.position;
-        if let Some(issue) = issues.first() {
-            summary.issues += 1;
-            let mut issue = (*issue).clone();
-            if issues.len() > 1 {
-                issue.reason = format!("{} (and {} more)", issue.reason, issues.len() - 1);
-            }
-            on_record(Err(issue))?;
-            continue;
-        }
-        values.clear();
-        for field in &category.fields {
-            let value = match raw_value(record, &field.column) {
-                Raw::Text(t) => {
-                    match super::value::read_field(field, t.as_bytes(), position, || {
-                        format!("Metro 2 field {}", field.column)
-                    }) {
-                        Ok(v) => v,
-                        Err(issue) => {
-                            summary.issues += 1;
-                            on_record(Err(*issue))?;
-                            continue 'records;
-                        }
-                    }
-                }
-                Raw::Number(n) => match field.ty {
-                    super::FieldType::Int => match i32::try_from(n) {
-                        Ok(i) => FieldValue::Int(i),
-                        Err(_) => {
-                            summary.issues += 1;
-                            on_record(Err(RecordIssue {
-                                class: DriftClass::TypeMismatch,
-                                reason: format!("Metro 2 field {} is {n}, too large", field.column),
-                                field: Some(field.name.clone()),
-                                expected: Some("an integer (32-bit)".into()),
-                                actual: Some(n.to_string()),
-                                position,
-                            }))?;
-                            continue 'records;
-                        }
-                    },
-                    // Nine or fewer digits in every money field: always fits.
-                    _ => FieldValue::Long(n as i64),
-                },
-                Raw::Date(Some(d)) => {
-                    FieldValue::Date(d.signed_duration_since(NaiveDate::default()).num_days() as i32)
-                }
-                Raw::Date(None) if field.required => {
-                    summary.issues += 1;
-                    on_record(Err(RecordIssue {
-                        class: DriftClass::MissingValue,
-                        reason: format!("required Metro 2 field {} has no date", field.column),
-                        field: Some(field.name.clone()),
-                        expected: Some(field.ty.describe()),
-                        actual: Some(String::new()),
-                        position,
-                    }))?;
-                    continue 'records;
-                }
-                Raw::Date(None) => FieldValue::Null,
-            };
-            if let Err(expected) = field.domain.check(&value) {
-                summary.issues += 1;
-                on_record(Err(RecordIssue {
-                    class: DriftClass::OutOfDomain,
-                    reason: format!("Metro 2 field {} is not {expected}", field.column),
-                    field: Some(field.name.clone()),
-                    expected: Some(expected.to_string()),
-                    actual: None,
-                    position,
-                }))?;
-                continue 'records;
-            }
-            values.push(value);
-        }
-        summary.parsed += 1;
-        on_record(Ok(super::ParsedRecord {
-            position,
-            values: &values,
-        }))?;
-    }
-    let trailer = file.trailer.as_ref().expect("reconciled, so present");
+    let trailer = scan.trailer.as_ref().expect("reconciled, so present");
     let mut totals = vec![
         count_total("total_base_records", trailer.total_base_records),
         count_total("total_j1_segments", trailer.total_j1_segments),
@@ -1367,6 +1439,63 @@ pub fn parse_metro2_records<E>(
     Ok(Ok(summary))
 }
 
+/// A clean record's values in layout order, or the first reason one cannot be read.
+fn record_values<'r>(
+    record: &'r BaseRecord,
+    category: &super::Category,
+) -> Result<Vec<super::FieldValue<'r>>, Box<RecordIssue>> {
+    use super::value::FieldValue;
+    let position = record.position;
+    let mut values = Vec::with_capacity(category.fields.len());
+    for field in &category.fields {
+        let value = match raw_value(record, &field.column) {
+            Raw::Text(t) => super::value::read_field(field, t.as_bytes(), position, || {
+                format!("Metro 2 field {}", field.column)
+            })?,
+            Raw::Number(n) => match field.ty {
+                super::FieldType::Int => FieldValue::Int(i32::try_from(n).map_err(|_| {
+                    Box::new(RecordIssue {
+                        class: DriftClass::TypeMismatch,
+                        reason: format!("Metro 2 field {} is {n}, too large", field.column),
+                        field: Some(field.name.clone()),
+                        expected: Some("an integer (32-bit)".into()),
+                        actual: Some(n.to_string()),
+                        position,
+                    })
+                })?),
+                // Nine or fewer digits in every money field: always fits.
+                _ => FieldValue::Long(n as i64),
+            },
+            Raw::Date(Some(d)) => {
+                FieldValue::Date(d.signed_duration_since(NaiveDate::default()).num_days() as i32)
+            }
+            Raw::Date(None) if field.required => {
+                return Err(Box::new(RecordIssue {
+                    class: DriftClass::MissingValue,
+                    reason: format!("required Metro 2 field {} has no date", field.column),
+                    field: Some(field.name.clone()),
+                    expected: Some(field.ty.describe()),
+                    actual: Some(String::new()),
+                    position,
+                }));
+            }
+            Raw::Date(None) => FieldValue::Null,
+        };
+        if let Err(expected) = field.domain.check(&value) {
+            return Err(Box::new(RecordIssue {
+                class: DriftClass::OutOfDomain,
+                reason: format!("Metro 2 field {} is not {expected}", field.column),
+                field: Some(field.name.clone()),
+                expected: Some(expected.to_string()),
+                actual: None,
+                position,
+            }));
+        }
+        values.push(value);
+    }
+    Ok(values)
+}
+
 fn count_total(field: &str, n: u64) -> super::ControlTotal {
     super::ControlTotal {
         field: field.to_owned(),
@@ -1378,6 +1507,16 @@ fn count_total(field: &str, n: u64) -> super::ControlTotal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every frame of `bytes`, collected.
+    fn collect_frames(bytes: &[u8], framing: Framing) -> Result<Vec<Frame>, FileDrift> {
+        let mut frames = Vec::new();
+        frame(bytes, framing, &mut |f| {
+            frames.push(f);
+            Ok(())
+        })?;
+        Ok(frames)
+    }
 
     /// Reads a reference file; a missing one fails the test, it never skips it.
     fn reference(name: &str) -> Vec<u8> {
@@ -1565,7 +1704,7 @@ mod tests {
 
     #[test]
     fn trailer_fields_sit_at_their_positions() {
-        let frames = frame(
+        let frames = collect_frames(
             &reference("moov_trailer_record.dat"),
             Framing::Rdw { blocked: false },
         )
