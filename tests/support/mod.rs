@@ -5,6 +5,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod s3;
+pub mod sftp;
 pub mod tansu;
 
 use std::collections::HashMap;
