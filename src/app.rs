@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, RawStoreKind, SourceKind};
 use crate::credit::{CreditTopology, KafkaArrivalSink};
 use crate::formats::Catalog;
-use crate::poller::{LocalSource, Poller};
+use crate::poller::{LocalSource, Poller, SftpSource};
 use crate::query::QueryState;
 use crate::rawstore::{FsRawStore, RawStore};
 use crate::schema::contracts::Contracts;
@@ -204,8 +204,9 @@ pub async fn start(config: &Config, roles: &[Role]) -> Result<RunningApp, crate:
         let (topic, codec) = credit.arrivals();
         let sink = Arc::new(KafkaArrivalSink::new(producer.clone(), topic, codec));
         for (name, source) in &config.sources {
-            let boxed = match source.kind {
+            let boxed: Box<dyn crate::poller::Source> = match source.kind {
                 SourceKind::Local => Box::new(LocalSource::new(name, &source.path)),
+                SourceKind::Sftp => Box::new(SftpSource::new(name, source.sftp(name)?)),
             };
             let poller = Poller::new(
                 boxed,
@@ -213,7 +214,8 @@ pub async fn start(config: &Config, roles: &[Role]) -> Result<RunningApp, crate:
                 sink.clone(),
                 &config.app.state_dir,
                 Duration::from_millis(source.poll_interval_ms),
-            )?;
+            )?
+            .with_quiet_period(source.quiet_period());
             let token = shutdown.clone();
             tasks.spawn(async move {
                 poller.run(token).await;

@@ -296,14 +296,109 @@ pub enum RawStoreKind {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
-    /// Source type: `local` (a directory).
+    /// Source type: `local` (a directory) or `sftp` (a server, read only).
     pub kind: SourceKind,
-    /// Root directory. Files are expected at `<root>/<client id>/…`.
+    /// Root directory (on the server, for `sftp`). Files are expected at
+    /// `<root>/<client id>/…`.
     pub path: PathBuf,
     /// Time between two listings; a file is emitted once two listings agree on its size and
     /// modification time.
     #[serde(default = "default_poll_interval_ms")]
     pub poll_interval_ms: u64,
+    /// How long a file must keep its size and modification time before it is read, besides
+    /// two consecutive listings agreeing. Make it longer than an uploader's longest pause.
+    /// Default: nothing more for `local`; for `sftp`, whose modification times have
+    /// one-second resolution, 10 s or three poll intervals, whichever is longer.
+    #[serde(default)]
+    pub stable_ms: Option<u64>,
+    /// `sftp`: the server.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// `sftp`: its port.
+    #[serde(default = "default_sftp_port")]
+    pub port: u16,
+    /// `sftp`: the login.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// `sftp`: known_hosts file pinning the server's host key (required: no key is
+    /// trusted on first use).
+    #[serde(default)]
+    pub known_hosts: Option<PathBuf>,
+    /// `sftp`: private key file for key authentication.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// `sftp`: password (prefer `password_file`, or `CREDSTREAM_SOURCES__<NAME>__PASSWORD`).
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// `sftp`: file holding the password.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
+fn default_sftp_port() -> u16 {
+    22
+}
+
+impl SourceConfig {
+    /// How long a file must stay unchanged before it is read (`stable_ms` or its default).
+    pub fn quiet_period(&self) -> std::time::Duration {
+        let ms = self.stable_ms.unwrap_or(match self.kind {
+            SourceKind::Local => 0,
+            SourceKind::Sftp => (3 * self.poll_interval_ms).max(10_000),
+        });
+        std::time::Duration::from_millis(ms)
+    }
+
+    /// A local directory source polled every `poll_interval_ms`.
+    pub fn local(path: PathBuf, poll_interval_ms: u64) -> SourceConfig {
+        SourceConfig {
+            kind: SourceKind::Local,
+            path,
+            poll_interval_ms,
+            stable_ms: None,
+            host: None,
+            port: default_sftp_port(),
+            user: None,
+            known_hosts: None,
+            key_file: None,
+            password: None,
+            password_file: None,
+        }
+    }
+
+    /// The SFTP settings of an `sftp` source, secrets read from their files.
+    pub fn sftp(&self, name: &str) -> Result<crate::poller::SftpSettings, ConfigError> {
+        let need = |v: &Option<String>, key: &str| {
+            v.clone().ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "sources.{name}.{key} is required for kind = \"sftp\""
+                ))
+            })
+        };
+        let password = secret_setting(
+            &format!("sources.{name}.password"),
+            &self.password,
+            &self.password_file,
+        )?;
+        if self.key_file.is_none() && password.is_none() {
+            return Err(ConfigError::Invalid(format!(
+                "sources.{name} needs key_file or password_file (or password) for kind = \"sftp\""
+            )));
+        }
+        Ok(crate::poller::SftpSettings {
+            host: need(&self.host, "host")?,
+            port: self.port,
+            user: need(&self.user, "user")?,
+            root: self.path.to_string_lossy().into_owned(),
+            known_hosts: self.known_hosts.clone().ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "sources.{name}.known_hosts is required for kind = \"sftp\": the server's host key must be pinned"
+                ))
+            })?,
+            key_file: self.key_file.clone(),
+            password,
+        })
+    }
 }
 
 fn default_poll_interval_ms() -> u64 {
@@ -316,6 +411,8 @@ fn default_poll_interval_ms() -> u64 {
 pub enum SourceKind {
     /// A local directory.
     Local,
+    /// An SFTP server.
+    Sftp,
 }
 
 /// The HTTP query API.
@@ -402,6 +499,24 @@ impl Config {
         for (name, source) in &self.sources {
             if source.poll_interval_ms == 0 {
                 return invalid(format!("sources.{name}.poll_interval_ms must be above 0"));
+            }
+            match source.kind {
+                SourceKind::Sftp => {
+                    source.sftp(name)?;
+                }
+                SourceKind::Local => {
+                    if source.host.is_some()
+                        || source.user.is_some()
+                        || source.known_hosts.is_some()
+                        || source.key_file.is_some()
+                        || source.password.is_some()
+                        || source.password_file.is_some()
+                    {
+                        return invalid(format!(
+                            "sources.{name}: host, user, known_hosts, key_file and password are for kind = \"sftp\""
+                        ));
+                    }
+                }
             }
         }
         Ok(())
@@ -511,6 +626,47 @@ mod tests {
             assert_eq!(config.sources["landing"].poll_interval_ms, 250);
             Ok(())
         });
+    }
+
+    #[test]
+    fn sftp_sources_need_a_pinned_host_key_and_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = |text: &str| {
+            let path = write(dir.path(), text);
+            Config::load_with_env(Some(&path), Env::prefixed("CS_TEST_NONE_"))
+        };
+        let base = "[sources.bank]\nkind = \"sftp\"\npath = \"/drop\"\nhost = \"sftp.bank\"\nuser = \"cs\"\n";
+        let err = load(&format!("{base}key_file = \"/k\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sources.bank.known_hosts is required"),
+            "{err}"
+        );
+        let err = load(&format!("{base}known_hosts = \"/kh\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("needs key_file or password_file"), "{err}");
+        let secret = dir.path().join("pw");
+        std::fs::write(&secret, "hunter2-but-longer\n").unwrap();
+        let config = load(&format!(
+            "{base}known_hosts = \"/kh\"\npassword_file = \"{}\"\nport = 2222\npoll_interval_ms = 1000\n",
+            secret.display()
+        ))
+        .unwrap();
+        let source = &config.sources["bank"];
+        let settings = source.sftp("bank").unwrap();
+        assert_eq!((settings.host.as_str(), settings.port), ("sftp.bank", 2222));
+        assert_eq!(settings.root, "/drop");
+        assert_eq!(settings.password.unwrap().expose(), "hunter2-but-longer");
+        assert!(!format!("{config:?}").contains("hunter2"));
+        // SFTP mtimes have one-second resolution: by default a file must stay unchanged
+        // for 10 s, not just two listings.
+        assert_eq!(source.quiet_period(), std::time::Duration::from_secs(10));
+        let err = load("[sources.l]\nkind = \"local\"\npath = \"/a\"\nhost = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("are for kind = \"sftp\""), "{err}");
     }
 
     #[test]

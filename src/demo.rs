@@ -18,7 +18,7 @@ use rdkafka::mocking::MockCluster;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{self, Role};
-use crate::config::{Config, SourceConfig, SourceKind};
+use crate::config::{Config, SourceConfig};
 use crate::credit::{FileLedgerEntry, LEDGER_STORE, planned_topics, views};
 use crate::formats::Catalog;
 use crate::samples::{
@@ -100,14 +100,9 @@ pub async fn run(
     config.registry.embedded = true;
     config.registry.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     config.query.listen = free_or_any(listen).await;
-    config.sources.insert(
-        "landing".into(),
-        SourceConfig {
-            kind: SourceKind::Local,
-            path: landing.clone(),
-            poll_interval_ms: 300,
-        },
-    );
+    config
+        .sources
+        .insert("landing".into(), SourceConfig::local(landing.clone(), 300));
 
     let cluster = MockCluster::new(1)
         .map_err(|e| crate::streams::StreamsError::kafka("start the mock cluster", e))?;

@@ -42,6 +42,10 @@ fn describe() {
         "Files processed by the topology, by resulting status."
     );
     describe_counter!(
+        "credstream_sftp_host_key_mismatch_total",
+        "SFTP connections refused because the server's host key differs from the pinned one."
+    );
+    describe_counter!(
         "credstream_files_superseded_total",
         "Logical files replaced as current by a correction (same identity, new bytes)."
     );
@@ -185,6 +189,18 @@ impl FileSuperseded<'_> {
     pub fn emit(self) {
         counter!("credstream_files_superseded_total", "client" => self.client.to_string(), "category" => self.category.to_string()).increment(1);
         counter!("credstream_records_retracted_total", "client" => self.client.to_string(), "category" => self.category.to_string()).increment(self.records_retracted);
+    }
+}
+
+/// An SFTP server presented a host key other than the pinned one.
+pub struct SftpHostKeyMismatch<'a> {
+    pub source: &'a str,
+}
+
+impl SftpHostKeyMismatch<'_> {
+    pub fn emit(self) {
+        counter!("credstream_sftp_host_key_mismatch_total", "source" => self.source.to_string())
+            .increment(1);
     }
 }
 

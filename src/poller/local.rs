@@ -1,6 +1,6 @@
 //! A landing area in a local (or mounted) directory: `<root>/<client id>/…/<file>`.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use super::{Listing, PollerError, Source};
 
@@ -33,7 +33,7 @@ impl LocalSource {
 }
 
 /// Is this a name to skip: hidden (dot files, our own temporaries) or a partial upload.
-fn skipped(name: &std::ffi::OsStr) -> bool {
+pub(super) fn skipped(name: &std::ffi::OsStr) -> bool {
     let name = name.to_string_lossy();
     name.starts_with('.') || PARTIAL_SUFFIXES.iter().any(|s| name.ends_with(s))
 }
@@ -80,26 +80,7 @@ impl Source for LocalSource {
             .await
             .expect("listing does not panic");
         let files = listed.map_err(|(path, e)| self.err("list", &path, e))?;
-        let mut listings = Vec::with_capacity(files.len());
-        for (path, size, mtime_ms) in files {
-            let mut parts = path.components();
-            let client = match (parts.next(), parts.next()) {
-                (Some(Component::Normal(client)), Some(_)) => client,
-                _ => {
-                    tracing::warn!(source = %name, path = %display_path(&path), "file is not under a client directory; left in place");
-                    continue;
-                }
-            };
-            listings.push(Listing {
-                client_id: display_path(Path::new(client)),
-                display: display_path(&path),
-                path,
-                size,
-                mtime_ms,
-            });
-        }
-        listings.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok(listings)
+        Ok(super::client_listings(&name, files))
     }
 
     async fn open(

@@ -12,9 +12,11 @@
 //! change while it was being read.
 
 mod local;
+mod sftp;
 mod state;
 
 pub use local::LocalSource;
+pub use sftp::{SftpSettings, SftpSource};
 pub use state::{PollerState, SeenFile};
 
 use std::path::{Path, PathBuf};
@@ -80,6 +82,33 @@ pub struct Arrival {
     pub detected_at_ms: i64,
 }
 
+/// Listings of files found under a source's root, `(path relative to the root, size,
+/// mtime ms)`: the first path component is the client; a file directly under the root
+/// belongs to no client and is left in place, with a warning. Sorted by path.
+fn client_listings(source: &str, files: Vec<(PathBuf, u64, i64)>) -> Vec<Listing> {
+    use std::path::Component;
+    let mut listings = Vec::with_capacity(files.len());
+    for (path, size, mtime_ms) in files {
+        let mut parts = path.components();
+        let client = match (parts.next(), parts.next()) {
+            (Some(Component::Normal(client)), Some(_)) => client,
+            _ => {
+                tracing::warn!(source, path = %local::display_path(&path), "file is not under a client directory; left in place");
+                continue;
+            }
+        };
+        listings.push(Listing {
+            client_id: local::display_path(Path::new(client)),
+            display: local::display_path(&path),
+            path,
+            size,
+            mtime_ms,
+        });
+    }
+    listings.sort_by(|a, b| a.path.cmp(&b.path));
+    listings
+}
+
 /// A landing area.
 #[async_trait::async_trait]
 pub trait Source: Send + Sync {
@@ -111,8 +140,10 @@ pub struct Poller {
     state: PollerState,
     spool: PathBuf,
     interval: Duration,
-    /// `(size, mtime)` of each file at the previous listing.
-    previous: std::collections::HashMap<PathBuf, (u64, i64)>,
+    /// How long a file's size and modification time must stay the same before it is read.
+    quiet: Duration,
+    /// `(size, mtime)` of each file at the previous listing, and since when it has had them.
+    previous: std::collections::HashMap<PathBuf, ((u64, i64), std::time::Instant)>,
 }
 
 impl Poller {
@@ -133,8 +164,17 @@ impl Poller {
             state,
             spool: dir.join("spool"),
             interval,
+            quiet: Duration::ZERO,
             previous: Default::default(),
         })
+    }
+
+    /// Besides two agreeing listings, waits until a file has kept its size and
+    /// modification time for `quiet` before reading it: longer than an uploader's longest
+    /// pause, so a slow or stalled upload is not taken for a finished one.
+    pub fn with_quiet_period(mut self, quiet: Duration) -> Poller {
+        self.quiet = quiet;
+        self
     }
 
     /// Polls until `shutdown` is cancelled.
@@ -170,24 +210,35 @@ impl Poller {
         let mut emitted = 0;
         for listing in listings {
             let now = (listing.size, listing.mtime_ms);
-            current.insert(listing.path.clone(), now);
-            if self
-                .state
-                .is_emitted(&listing.display, listing.size, listing.mtime_ms)
-            {
-                continue;
-            }
-            match self.previous.get(&listing.path) {
-                Some(before) if *before == now => {}
-                before => {
-                    if before.is_none() {
+            let emitted_before =
+                self.state
+                    .is_emitted(&listing.display, listing.size, listing.mtime_ms);
+            // Since when the file has had this size and mtime, if the previous listing
+            // agrees; `None` when it is new or still changing.
+            let unchanged_since = match self.previous.get(&listing.path) {
+                Some((before, since)) if *before == now => Some(*since),
+                Some(_) => None,
+                None => {
+                    if !emitted_before {
                         crate::metrics::FileSeen {
                             source: self.source.name(),
                         }
                         .emit();
                     }
-                    continue; // new or still changing: wait for the next listing
+                    None
                 }
+            };
+            current.insert(
+                listing.path.clone(),
+                (now, unchanged_since.unwrap_or_else(std::time::Instant::now)),
+            );
+            if emitted_before {
+                continue;
+            }
+            match unchanged_since {
+                Some(since) if since.elapsed() >= self.quiet => {}
+                // New, still changing, or not quiet for long enough: wait.
+                _ => continue,
             }
             if self.emit(&listing).await? {
                 emitted += 1;
