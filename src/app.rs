@@ -215,7 +215,11 @@ pub async fn start(config: &Config, roles: &[Role]) -> Result<RunningApp, crate:
                 &config.app.state_dir,
                 Duration::from_millis(source.poll_interval_ms),
             )?
-            .with_quiet_period(source.quiet_period());
+            .with_quiet_period(source.quiet_period())
+            .with_filter(
+                crate::poller::PathFilter::new(&source.include, &source.exclude)
+                    .map_err(crate::config::ConfigError::Invalid)?,
+            );
             let token = shutdown.clone();
             tasks.spawn(async move {
                 poller.run(token).await;

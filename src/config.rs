@@ -311,6 +311,13 @@ pub struct SourceConfig {
     /// one-second resolution, 10 s or three poll intervals, whichever is longer.
     #[serde(default)]
     pub stable_ms: Option<u64>,
+    /// Globs on a file's path under the root (`acme/in/a.csv`; `*` crosses `/`): only
+    /// matching files are candidates. Default: every file.
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Globs of files that are never candidates, e.g. `*/archive/*`.
+    #[serde(default)]
+    pub exclude: Vec<String>,
     /// `sftp`: the server.
     #[serde(default)]
     pub host: Option<String>,
@@ -356,6 +363,8 @@ impl SourceConfig {
             path,
             poll_interval_ms,
             stable_ms: None,
+            include: Vec::new(),
+            exclude: Vec::new(),
             host: None,
             port: default_sftp_port(),
             user: None,
@@ -499,6 +508,9 @@ impl Config {
         for (name, source) in &self.sources {
             if source.poll_interval_ms == 0 {
                 return invalid(format!("sources.{name}.poll_interval_ms must be above 0"));
+            }
+            if let Err(e) = crate::poller::PathFilter::new(&source.include, &source.exclude) {
+                return invalid(format!("sources.{name}: {e}"));
             }
             match source.kind {
                 SourceKind::Sftp => {
@@ -667,6 +679,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("are for kind = \"sftp\""), "{err}");
+        let err = load("[sources.l]\nkind = \"local\"\npath = \"/a\"\ninclude = [\"[\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sources.l: glob \"[\""), "{err}");
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod state;
 
 pub use local::LocalSource;
 pub use sftp::{SftpSettings, SftpSource};
+
 pub use state::{PollerState, SeenFile};
 
 use std::path::{Path, PathBuf};
@@ -144,6 +145,47 @@ pub struct Poller {
     quiet: Duration,
     /// `(size, mtime)` of each file at the previous listing, and since when it has had them.
     previous: std::collections::HashMap<PathBuf, ((u64, i64), std::time::Instant)>,
+    /// Which listed files are candidates at all.
+    filter: PathFilter,
+}
+
+/// Include and exclude globs on a file's path under the source root (`acme/in/a.csv`):
+/// a file is a candidate if it matches an include (or there are none) and no exclude.
+#[derive(Clone, Debug, Default)]
+pub struct PathFilter {
+    include: Option<globset::GlobSet>,
+    exclude: Option<globset::GlobSet>,
+}
+
+impl PathFilter {
+    /// The filter of `include` and `exclude` globs; an error names the bad glob.
+    pub fn new(include: &[String], exclude: &[String]) -> Result<PathFilter, String> {
+        let set = |globs: &[String]| -> Result<Option<globset::GlobSet>, String> {
+            if globs.is_empty() {
+                return Ok(None);
+            }
+            let mut builder = globset::GlobSetBuilder::new();
+            for g in globs {
+                builder.add(
+                    globset::GlobBuilder::new(g)
+                        .literal_separator(false)
+                        .build()
+                        .map_err(|e| format!("glob {g:?}: {e}"))?,
+                );
+            }
+            builder.build().map(Some).map_err(|e| e.to_string())
+        };
+        Ok(PathFilter {
+            include: set(include)?,
+            exclude: set(exclude)?,
+        })
+    }
+
+    /// Whether the file at `path` (under the source root) is a candidate.
+    pub fn admits(&self, path: &str) -> bool {
+        self.include.as_ref().is_none_or(|s| s.is_match(path))
+            && !self.exclude.as_ref().is_some_and(|s| s.is_match(path))
+    }
 }
 
 impl Poller {
@@ -166,7 +208,14 @@ impl Poller {
             interval,
             quiet: Duration::ZERO,
             previous: Default::default(),
+            filter: PathFilter::default(),
         })
+    }
+
+    /// Only files `filter` admits are candidates.
+    pub fn with_filter(mut self, filter: PathFilter) -> Poller {
+        self.filter = filter;
+        self
     }
 
     /// Besides two agreeing listings, waits until a file has kept its size and
@@ -209,6 +258,9 @@ impl Poller {
         let mut current = std::collections::HashMap::with_capacity(listings.len());
         let mut emitted = 0;
         for listing in listings {
+            if !self.filter.admits(&listing.display) {
+                continue;
+            }
             let now = (listing.size, listing.mtime_ms);
             let emitted_before =
                 self.state
@@ -397,6 +449,42 @@ mod tests {
         // The raw store holds the bytes before the arrival exists.
         let raw = FsRawStore::new(dir.path().join("raw"));
         assert_eq!(raw.get(&a.raw_key).await.unwrap(), b"part and more");
+    }
+
+    #[tokio::test]
+    async fn only_files_the_globs_admit_are_candidates() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("landing");
+        for f in [
+            "acme/a.csv",
+            "acme/in/b.dat",
+            "acme/notes.txt",
+            "acme/old/c.csv",
+        ] {
+            let path = root.join(f);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, f).unwrap();
+        }
+        let sink = Arc::new(Collect::default());
+        let filter =
+            PathFilter::new(&["*.csv".into(), "**/*.dat".into()], &["*/old/*".into()]).unwrap();
+        let mut p = poller(&root, &dir.path().join("state"), sink.clone()).with_filter(filter);
+        p.poll_once().await.unwrap();
+        assert_eq!(p.poll_once().await.unwrap(), 2);
+        let mut paths: Vec<String> = sink
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|a| a.path.clone())
+            .collect();
+        paths.sort();
+        assert_eq!(paths, ["acme/a.csv", "acme/in/b.dat"]);
+        assert!(
+            PathFilter::new(&["[".into()], &[])
+                .unwrap_err()
+                .contains("glob \"[\"")
+        );
     }
 
     #[tokio::test]
