@@ -219,7 +219,8 @@ pub async fn start(config: &Config, roles: &[Role]) -> Result<RunningApp, crate:
             .with_filter(
                 crate::poller::PathFilter::new(&source.include, &source.exclude)
                     .map_err(crate::config::ConfigError::Invalid)?,
-            );
+            )
+            .with_marker_suffix(source.marker_suffix.clone());
             let token = shutdown.clone();
             tasks.spawn(async move {
                 poller.run(token).await;

@@ -318,6 +318,10 @@ pub struct SourceConfig {
     /// Globs of files that are never candidates, e.g. `*/archive/*`.
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// When set (e.g. `.done` or `.ok`), a file is taken only once the uploader has put
+    /// `<file><suffix>` beside it; marker files are never taken themselves.
+    #[serde(default)]
+    pub marker_suffix: Option<String>,
     /// `sftp`: the server.
     #[serde(default)]
     pub host: Option<String>,
@@ -365,6 +369,7 @@ impl SourceConfig {
             stable_ms: None,
             include: Vec::new(),
             exclude: Vec::new(),
+            marker_suffix: None,
             host: None,
             port: default_sftp_port(),
             user: None,
@@ -511,6 +516,15 @@ impl Config {
             }
             if let Err(e) = crate::poller::PathFilter::new(&source.include, &source.exclude) {
                 return invalid(format!("sources.{name}: {e}"));
+            }
+            if source
+                .marker_suffix
+                .as_deref()
+                .is_some_and(|m| m.is_empty() || m.contains('/'))
+            {
+                return invalid(format!(
+                    "sources.{name}.marker_suffix must be a non-empty name suffix such as \".done\""
+                ));
             }
             match source.kind {
                 SourceKind::Sftp => {

@@ -147,6 +147,9 @@ pub struct Poller {
     previous: std::collections::HashMap<PathBuf, ((u64, i64), std::time::Instant)>,
     /// Which listed files are candidates at all.
     filter: PathFilter,
+    /// When set, a file is a candidate only once `<file><suffix>` exists beside it (the
+    /// uploader's "done" marker); marker files themselves are never candidates.
+    marker_suffix: Option<String>,
 }
 
 /// Include and exclude globs on a file's path under the source root (`acme/in/a.csv`):
@@ -209,7 +212,14 @@ impl Poller {
             quiet: Duration::ZERO,
             previous: Default::default(),
             filter: PathFilter::default(),
+            marker_suffix: None,
         })
+    }
+
+    /// Waits for a marker file `<file><suffix>` (e.g. `.done`) before taking a file.
+    pub fn with_marker_suffix(mut self, suffix: Option<String>) -> Poller {
+        self.marker_suffix = suffix.filter(|s| !s.is_empty());
+        self
     }
 
     /// Only files `filter` admits are candidates.
@@ -255,11 +265,25 @@ impl Poller {
     /// yet emitted with this size and modification time.
     pub async fn poll_once(&mut self) -> Result<usize, PollerError> {
         let listings = self.source.list().await?;
+        let markers: std::collections::HashSet<String> = match &self.marker_suffix {
+            Some(suffix) => listings
+                .iter()
+                .filter(|l| l.display.ends_with(suffix.as_str()))
+                .map(|l| l.display[..l.display.len() - suffix.len()].to_string())
+                .collect(),
+            None => Default::default(),
+        };
         let mut current = std::collections::HashMap::with_capacity(listings.len());
         let mut emitted = 0;
         for listing in listings {
             if !self.filter.admits(&listing.display) {
                 continue;
+            }
+            if let Some(suffix) = &self.marker_suffix
+                && (listing.display.ends_with(suffix.as_str())
+                    || !markers.contains(&listing.display))
+            {
+                continue; // a marker, or a file whose marker has not arrived yet
             }
             let now = (listing.size, listing.mtime_ms);
             let emitted_before =
@@ -485,6 +509,26 @@ mod tests {
                 .unwrap_err()
                 .contains("glob \"[\"")
         );
+    }
+
+    #[tokio::test]
+    async fn with_a_marker_suffix_a_file_waits_for_its_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("landing");
+        std::fs::create_dir_all(root.join("acme")).unwrap();
+        std::fs::write(root.join("acme/a.csv"), b"complete").unwrap();
+        let sink = Arc::new(Collect::default());
+        let mut p = poller(&root, &dir.path().join("state"), sink.clone())
+            .with_marker_suffix(Some(".done".into()));
+        p.poll_once().await.unwrap();
+        assert_eq!(p.poll_once().await.unwrap(), 0, "no marker yet");
+        std::fs::write(root.join("acme/a.csv.done"), b"").unwrap();
+        p.poll_once().await.unwrap();
+        assert_eq!(p.poll_once().await.unwrap(), 1);
+        assert_eq!(p.poll_once().await.unwrap(), 0);
+        let arrivals = sink.0.lock().unwrap().clone();
+        assert_eq!(arrivals.len(), 1, "the marker itself is never emitted");
+        assert_eq!(arrivals[0].path, "acme/a.csv");
     }
 
     #[tokio::test]
