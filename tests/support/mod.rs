@@ -62,6 +62,29 @@ where
     }
 }
 
+/// How much of a service's log a failing test prints.
+const LOG_TAIL_BYTES: u64 = 4096;
+
+/// The last [`LOG_TAIL_BYTES`] of a log file, starting at a line boundary: what the
+/// service harnesses print when a service fails to start or a test panics.
+pub fn log_file_tail(path: &Path) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let read = || -> std::io::Result<String> {
+        let mut file = std::fs::File::open(path)?;
+        let length = file.metadata()?.len();
+        let start = length.saturating_sub(LOG_TAIL_BYTES);
+        file.seek(SeekFrom::Start(start))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        Ok(match text.find('\n') {
+            Some(newline) if start > 0 => text[newline + 1..].to_owned(),
+            _ => text,
+        })
+    };
+    read().unwrap_or_else(|error| format!("(could not read {}: {error})", path.display()))
+}
+
 /// A `credstream` process, killed when dropped.
 pub struct Credstream {
     child: Child,

@@ -53,7 +53,7 @@ use std::{
     collections::BTreeMap,
     env,
     fs::{File, OpenOptions},
-    io::{BufRead, BufReader, Read, Seek, SeekFrom, Write},
+    io::{BufRead, BufReader, Write},
     net::{Ipv4Addr, SocketAddr, TcpStream},
     path::{Path, PathBuf},
     process::{Child, ChildStdin, Command, Stdio},
@@ -62,6 +62,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use super::log_file_tail as log_tail;
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use reqwest::{Method, header::HeaderMap};
 use tempfile::TempDir;
@@ -86,9 +87,6 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Timeout of [`S3Rest`] requests unless [`S3Rest::with_timeout`] says otherwise.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// How much of the server log goes into error messages.
-const LOG_TAIL_BYTES: u64 = 4096;
 
 const LOG_FILE: &str = "moto.log";
 
@@ -665,22 +663,4 @@ fn open_log(path: &Path, command: &Command) -> Result<File> {
     writeln!(file, "--- credstream test support: {command:?}")
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(file)
-}
-
-/// The last [`LOG_TAIL_BYTES`] of a log file, starting at a line boundary.
-fn log_tail(path: &Path) -> String {
-    let read = || -> std::io::Result<String> {
-        let mut file = File::open(path)?;
-        let length = file.metadata()?.len();
-        let start = length.saturating_sub(LOG_TAIL_BYTES);
-        file.seek(SeekFrom::Start(start))?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        Ok(match text.find('\n') {
-            Some(newline) if start > 0 => text[newline + 1..].to_owned(),
-            _ => text,
-        })
-    };
-    read().unwrap_or_else(|error| format!("(could not read {}: {error})", path.display()))
 }

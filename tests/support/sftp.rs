@@ -54,6 +54,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use super::log_file_tail as log_tail;
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use tempfile::TempDir;
 
@@ -67,9 +68,6 @@ const START_ATTEMPTS: u32 = 5;
 
 /// Bound on every helper command (`ssh-keygen`, `sftp`, `sshd -t`).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// How much of the sshd log goes into error messages.
-const LOG_TAIL_BYTES: u64 = 4096;
 
 const LOG_FILE: &str = "sshd.log";
 const CONFIG_FILE: &str = "sshd_config";
@@ -791,18 +789,4 @@ fn read_from(path: &Path, start: u64) -> String {
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     };
     read().unwrap_or_default()
-}
-
-/// The last [`LOG_TAIL_BYTES`] of a log file, starting at a line boundary.
-fn log_tail(path: &Path) -> String {
-    let length = match fs::metadata(path) {
-        Ok(metadata) => metadata.len(),
-        Err(error) => return format!("(could not read {}: {error})", path.display()),
-    };
-    let start = length.saturating_sub(LOG_TAIL_BYTES);
-    let text = read_from(path, start);
-    match text.find('\n') {
-        Some(newline) if start > 0 => text[newline + 1..].to_owned(),
-        _ => text,
-    }
 }

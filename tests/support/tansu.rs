@@ -23,7 +23,7 @@
 use std::{
     env,
     fs::{File, OpenOptions},
-    io::{Read, Seek, SeekFrom, Write},
+    io::Write,
     net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
     path::{Path, PathBuf},
     process::{self, Child, Command, Stdio},
@@ -31,6 +31,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use super::log_file_tail as log_tail;
 use anyhow::{Context as _, Result, anyhow, bail};
 use rdkafka::{
     ClientConfig,
@@ -48,9 +49,6 @@ const START_ATTEMPTS: u32 = 5;
 
 /// Bound on each blocking metadata / cluster-id request during the readiness probe.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// How much of the broker log goes into error messages.
-const LOG_TAIL_BYTES: u64 = 4096;
 
 const LOG_FILE: &str = "tansu.log";
 
@@ -368,22 +366,4 @@ fn tansu_binary() -> Result<PathBuf> {
              `cargo install tansu --locked --features dynostore`"
         )
     })
-}
-
-/// The last [`LOG_TAIL_BYTES`] of a log file, starting at a line boundary.
-fn log_tail(path: &Path) -> String {
-    let read = || -> std::io::Result<String> {
-        let mut file = File::open(path)?;
-        let length = file.metadata()?.len();
-        let start = length.saturating_sub(LOG_TAIL_BYTES);
-        file.seek(SeekFrom::Start(start))?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        Ok(match text.find('\n') {
-            Some(newline) if start > 0 => text[newline + 1..].to_owned(),
-            _ => text,
-        })
-    };
-    read().unwrap_or_else(|error| format!("(could not read {}: {error})", path.display()))
 }
