@@ -17,22 +17,10 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value as Json;
-use support::{Credstream, free_port, get_json, unique, wait_for};
+use support::{Credstream, env_or, free_port, get_json, median, unique, wait_for};
 
 use credstream::samples::account_master_csv;
 use credstream::streams::{TaskDb, TopicSpec, ensure_topics, restore};
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(|a, b| a.total_cmp(b));
-    xs[xs.len() / 2]
-}
 
 fn main() -> Result<()> {
     // `cargo test --all-targets` runs bench binaries without `--bench`: compiled and

@@ -14,7 +14,7 @@ use crate::credit::{CreditTopology, KafkaArrivalSink};
 use crate::formats::Catalog;
 use crate::poller::{LocalSource, Poller, SftpSource};
 use crate::query::QueryState;
-use crate::rawstore::{FsRawStore, RawStore};
+use crate::rawstore::{FsRawStore, RawStore, S3RawStore};
 use crate::schema::contracts::Contracts;
 use crate::schema::{Registry, server::SchemaStore};
 use crate::streams::{
@@ -132,7 +132,7 @@ pub async fn start(config: &Config, roles: &[Role]) -> Result<RunningApp, crate:
 
     let catalog = catalog(config)?;
     let contracts = contracts(config)?;
-    let raw = raw_store(config);
+    let raw = raw_store(config).await?;
     let mut settings = config.registry_client()?;
     settings.url = registry_url.clone();
     let registry = Arc::new(Registry::connect(&settings)?);
@@ -220,7 +220,9 @@ pub async fn start(config: &Config, roles: &[Role]) -> Result<RunningApp, crate:
                 crate::poller::PathFilter::new(&source.include, &source.exclude)
                     .map_err(crate::config::ConfigError::Invalid)?,
             )
-            .with_marker_suffix(source.marker_suffix.clone());
+            .with_marker_suffix(source.marker_suffix.clone())
+            .with_move_to_done(source.move_to_done.clone())
+            .with_max_concurrent_reads(source.max_concurrent_reads);
             let token = shutdown.clone();
             tasks.spawn(async move {
                 poller.run(token).await;
@@ -311,10 +313,20 @@ fn contracts(config: &Config) -> Result<Contracts, crate::Error> {
     })
 }
 
-fn raw_store(config: &Config) -> Arc<dyn RawStore> {
-    match config.raw_store.kind {
+/// The configured raw store. For S3, objects are downloaded for parsing into
+/// `raw_store.cache_dir` (default `<state_dir>/raw-cache`).
+async fn raw_store(config: &Config) -> Result<Arc<dyn RawStore>, crate::Error> {
+    Ok(match config.raw_store.kind {
         RawStoreKind::Fs => Arc::new(FsRawStore::new(&config.raw_store.path)),
-    }
+        RawStoreKind::S3 => {
+            let cache = config
+                .raw_store
+                .cache_dir
+                .clone()
+                .unwrap_or_else(|| config.app.state_dir.join("raw-cache"));
+            Arc::new(S3RawStore::connect(&config.raw_store, cache).await?)
+        }
+    })
 }
 
 /// Asks the topology to process the file with `sha256` again from the raw store: sends a
@@ -323,11 +335,19 @@ pub async fn request_replay(
     config: &Config,
     sha256: &str,
 ) -> Result<crate::credit::FileArrived, crate::Error> {
-    let raw = raw_store(config);
+    let raw = raw_store(config).await?;
     let key = crate::rawstore::key_for(sha256)?;
     let meta = raw.meta(&key).await?;
     // Reading verifies the bytes against their digest: a replay of damaged bytes stops here.
-    let bytes = raw.get(&key).await?;
+    let object = raw.open(&key).await?;
+    let size = std::fs::metadata(object.path())
+        .map_err(|source| crate::rawstore::RawStoreError::Io {
+            op: "stat",
+            key: key.clone(),
+            source,
+        })?
+        .len();
+    drop(object);
     let registry = Registry::connect(&config.registry_client()?)?;
     let topic = crate::credit::arrivals_topic(&config.kafka);
     let codec = registry
@@ -340,7 +360,7 @@ pub async fn request_replay(
         client_id: meta.client_id,
         source: "replay".into(),
         path: meta.original_path,
-        size: bytes.len() as i64,
+        size: size as i64,
         mtime: meta.mtime_ms,
         sha256: sha256.to_string(),
         raw_key: key,

@@ -269,10 +269,38 @@ impl Default for RegistryConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawStoreConfig {
-    /// Backend: `fs` (a local or mounted directory).
+    /// Backend: `fs` (a local or mounted directory) or `s3` (S3 or an S3-compatible store).
     pub kind: RawStoreKind,
     /// Root directory of the `fs` backend.
     pub path: PathBuf,
+    /// `s3`: the bucket.
+    pub bucket: Option<String>,
+    /// `s3`: a key prefix (e.g. `credstream/`), before `sha256/ab/<digest>`.
+    pub prefix: String,
+    /// `s3`: the region.
+    pub region: String,
+    /// `s3`: the endpoint URL of an S3-compatible store (MinIO, Ceph, …); default: AWS.
+    pub endpoint: Option<String>,
+    /// `s3`: path-style addressing (`<endpoint>/<bucket>/<key>`), which most
+    /// S3-compatible stores need.
+    pub force_path_style: bool,
+    /// `s3`: server-side encryption, `AES256` or `aws:kms`.
+    pub sse: Option<String>,
+    /// `s3`: the KMS key id (or ARN) for `sse = "aws:kms"`; default: the bucket's key.
+    pub kms_key_id: Option<String>,
+    /// `s3`: Object Lock mode for new objects, `GOVERNANCE` or `COMPLIANCE` (the bucket
+    /// must have Object Lock enabled)...
+    pub object_lock_mode: Option<String>,
+    /// ...and how many days each object is retained.
+    pub object_lock_days: Option<u32>,
+    /// `s3`: size of a multipart-upload part, MiB (5 to 5120). Files up to one part go in
+    /// one PUT.
+    pub part_size_mib: u64,
+    /// `s3`: parts uploaded at once; memory is about `part_size_mib ×` this.
+    pub upload_concurrency: usize,
+    /// `s3`: where objects are downloaded to for parsing (removed after each file).
+    /// Default: `<state_dir>/raw-cache`.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Default for RawStoreConfig {
@@ -280,7 +308,73 @@ impl Default for RawStoreConfig {
         RawStoreConfig {
             kind: RawStoreKind::Fs,
             path: PathBuf::from("raw"),
+            bucket: None,
+            prefix: String::new(),
+            region: "us-east-1".into(),
+            endpoint: None,
+            force_path_style: false,
+            sse: None,
+            kms_key_id: None,
+            object_lock_mode: None,
+            object_lock_days: None,
+            part_size_mib: 16,
+            upload_concurrency: 2,
+            cache_dir: None,
         }
+    }
+}
+
+impl RawStoreConfig {
+    /// Checks the `s3` settings; nothing to check for `fs`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(format!("raw_store.{m}")));
+        if self.kind != RawStoreKind::S3 {
+            return Ok(());
+        }
+        if self.bucket.as_deref().is_none_or(|b| b.trim().is_empty()) {
+            return invalid("bucket is required for kind = \"s3\"".into());
+        }
+        if let Some(sse) = &self.sse
+            && sse != "AES256"
+            && sse != "aws:kms"
+        {
+            return invalid(format!(
+                "sse must be \"AES256\" or \"aws:kms\", got {sse:?}"
+            ));
+        }
+        if self.kms_key_id.is_some() && self.sse.as_deref() != Some("aws:kms") {
+            return invalid("kms_key_id needs sse = \"aws:kms\"".into());
+        }
+        match (&self.object_lock_mode, self.object_lock_days) {
+            (None, None) => {}
+            (Some(m), Some(d)) if (m == "GOVERNANCE" || m == "COMPLIANCE") && d > 0 => {}
+            (Some(m), Some(_)) if m != "GOVERNANCE" && m != "COMPLIANCE" => {
+                return invalid(format!(
+                    "object_lock_mode must be \"GOVERNANCE\" or \"COMPLIANCE\", got {m:?}"
+                ));
+            }
+            _ => {
+                return invalid(
+                    "object_lock_mode and object_lock_days (above 0) go together".into(),
+                );
+            }
+        }
+        if !(5..=5120).contains(&self.part_size_mib) {
+            return invalid(format!(
+                "part_size_mib must be 5 to 5120 (S3's limits), got {}",
+                self.part_size_mib
+            ));
+        }
+        if self.upload_concurrency == 0 {
+            return invalid("upload_concurrency must be at least 1".into());
+        }
+        if let Some(e) = &self.endpoint
+            && !e.starts_with("http://")
+            && !e.starts_with("https://")
+        {
+            return invalid(format!("endpoint must be an http(s) URL, got {e:?}"));
+        }
+        Ok(())
     }
 }
 
@@ -290,6 +384,9 @@ impl Default for RawStoreConfig {
 pub enum RawStoreKind {
     /// A local directory.
     Fs,
+    /// S3, or an S3-compatible store. Credentials come from the AWS SDK's standard chain
+    /// (environment, profile, web identity, instance or container role).
+    S3,
 }
 
 /// One landing area.
@@ -322,6 +419,14 @@ pub struct SourceConfig {
     /// `<file><suffix>` beside it; marker files are never taken themselves.
     #[serde(default)]
     pub marker_suffix: Option<String>,
+    /// When set (e.g. `done`), a file is moved after it was emitted to
+    /// `<root>/<client>/<move_to_done>/<rest of its path>` — the only write a source ever
+    /// makes; files under that folder are never candidates. Default: files stay in place.
+    #[serde(default)]
+    pub move_to_done: Option<String>,
+    /// How many stable files are read (and archived) at once.
+    #[serde(default = "default_max_concurrent_reads")]
+    pub max_concurrent_reads: usize,
     /// `sftp`: the server.
     #[serde(default)]
     pub host: Option<String>,
@@ -344,6 +449,10 @@ pub struct SourceConfig {
     /// `sftp`: file holding the password.
     #[serde(default)]
     pub password_file: Option<PathBuf>,
+}
+
+fn default_max_concurrent_reads() -> usize {
+    4
 }
 
 fn default_sftp_port() -> u16 {
@@ -370,6 +479,8 @@ impl SourceConfig {
             include: Vec::new(),
             exclude: Vec::new(),
             marker_suffix: None,
+            move_to_done: None,
+            max_concurrent_reads: default_max_concurrent_reads(),
             host: None,
             port: default_sftp_port(),
             user: None,
@@ -510,7 +621,20 @@ impl Config {
                 self.registry.url
             ));
         }
+        self.raw_store.validate()?;
         for (name, source) in &self.sources {
+            if source.max_concurrent_reads == 0 {
+                return invalid(format!(
+                    "sources.{name}.max_concurrent_reads must be above 0"
+                ));
+            }
+            if source.move_to_done.as_deref().is_some_and(|d| {
+                d.is_empty() || d.split('/').any(|c| c.is_empty() || c == "." || c == "..")
+            }) {
+                return invalid(format!(
+                    "sources.{name}.move_to_done must be a folder name such as \"done\""
+                ));
+            }
             if source.poll_interval_ms == 0 {
                 return invalid(format!("sources.{name}.poll_interval_ms must be above 0"));
             }

@@ -17,9 +17,9 @@ use super::views::{
 use crate::config::{Config, KafkaConfig};
 use crate::formats::{
     BadRecordPolicy, Catalog, Category, DriftClass, FieldValue, FileDrift, Identity, ParseSummary,
-    Position, RecordIssue, parse,
+    ParsedRecord, Position, RecordIssue, parse,
 };
-use crate::rawstore::RawStore;
+use crate::rawstore::{MappedRaw, RawStore, RawStoreError};
 use crate::schema::contracts::{self, Contracts};
 use crate::schema::{Codec, FileProvenance, Registry, RowPlan, RowRef, value_subject};
 use crate::streams::{
@@ -362,10 +362,19 @@ impl Processor for FileProcessor {
                     .iter()
                     .find(|o| o.category.name == category.name)
                     .expect("every category has an output");
-                let bytes = self.shared.raw.get(&arrival.raw_key).await?;
-                let routed = tokio::task::block_in_place(|| {
-                    self.route_records(ctx, &arrival, output, &bytes)
+                // The bytes are mapped, not read: a multi-GB file costs a bounded window
+                // of memory (see `MappedRaw`).
+                let object = self.shared.raw.open(&arrival.raw_key).await?;
+                let mapped = object.map().map_err(|source| RawStoreError::Io {
+                    op: "map",
+                    key: arrival.raw_key.clone(),
+                    source,
                 })?;
+                let routed = tokio::task::block_in_place(|| {
+                    self.route_records(ctx, &arrival, output, &mapped)
+                })?;
+                drop(mapped);
+                drop(object);
                 let (mut entry, outcome) = match routed {
                     Routed::Held(drift) => {
                         let reason = format!("{}: {}", drift.class, drift.reason);
@@ -930,8 +939,9 @@ impl FileProcessor {
         ctx: &ProcessorContext<'_>,
         arrival: &FileArrived,
         output: &CategoryOutput,
-        bytes: &[u8],
+        raw: &MappedRaw,
     ) -> Result<Routed, crate::Error> {
+        let bytes: &[u8] = raw;
         let layout = output.category.layout_id();
         let file = FileProvenance {
             file_sha256: &arrival.sha256,
@@ -942,10 +952,11 @@ impl FileProcessor {
         // A trailer, or a layout that holds the whole file on one bad record, must be
         // checked before any record leaves.
         if output.category.validates_first(bytes)
-            && let Some(drift) = validate(output, tokeniser, file, bytes)
+            && let Some(drift) = validate(output, tokeniser, file, raw)
         {
             return Ok(Routed::Held(drift));
         }
+        raw.rewind();
         let identity = output
             .category
             .identity
@@ -968,6 +979,7 @@ impl FileProcessor {
             &output.category,
             tokeniser,
             |outcome| -> Result<(), crate::Error> {
+                raw.release_before(outcome_offset(&outcome));
                 let issue = match outcome {
                     Ok(rec) => {
                         value.clear();
@@ -1166,12 +1178,21 @@ fn schema_issue(e: impl std::fmt::Display, position: Position) -> RecordIssue {
 /// The validation pass: parses and encodes the whole file without sending anything.
 /// Returns the drift that holds the file: a trailer that does not reconcile, or (with
 /// `quarantine.bad_records = "file"`) the first bad record.
+/// Where a parsed record or issue starts: the parser is past everything before it.
+fn outcome_offset(outcome: &Result<ParsedRecord<'_, '_>, RecordIssue>) -> u64 {
+    match outcome {
+        Ok(rec) => rec.position.byte_offset,
+        Err(issue) => issue.position.byte_offset,
+    }
+}
+
 fn validate(
     output: &CategoryOutput,
     tokeniser: &Tokeniser,
     file: FileProvenance<'_>,
-    bytes: &[u8],
+    raw: &MappedRaw,
 ) -> Option<FileDrift> {
+    let bytes: &[u8] = raw;
     let mut scratch = Vec::with_capacity(512);
     let mut first: Option<RecordIssue> = None;
     let mut bad = 0u64;
@@ -1180,6 +1201,7 @@ fn validate(
         &output.category,
         tokeniser,
         |outcome| -> Result<(), std::convert::Infallible> {
+            raw.release_before(outcome_offset(&outcome));
             let issue = match outcome {
                 Ok(rec) => {
                     scratch.clear();

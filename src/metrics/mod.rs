@@ -46,6 +46,22 @@ fn describe() {
         "SFTP connections refused because the server's host key differs from the pinned one."
     );
     describe_counter!(
+        "credstream_raw_store_puts_total",
+        "Raw store puts by outcome: stored (uploaded) or present (same digest already there)."
+    );
+    describe_counter!(
+        "credstream_raw_store_errors_total",
+        "Failed raw store requests (put, get, head), retried by the caller."
+    );
+    describe_counter!(
+        "credstream_files_moved_to_done_total",
+        "Emitted files moved to the source's move_to_done folder."
+    );
+    describe_counter!(
+        "credstream_file_names_refused_total",
+        "Files in a landing area whose names cannot be taken safely (left in place)."
+    );
+    describe_counter!(
         "credstream_files_superseded_total",
         "Logical files replaced as current by a correction (same identity, new bytes)."
     );
@@ -201,6 +217,55 @@ impl SftpHostKeyMismatch<'_> {
     pub fn emit(self) {
         counter!("credstream_sftp_host_key_mismatch_total", "source" => self.source.to_string())
             .increment(1);
+    }
+}
+
+/// One raw store put: `stored` when the bytes were written, `present` when an object with
+/// the same digest was already there.
+pub struct RawStorePut<'a> {
+    pub backend: &'a str,
+    pub outcome: &'a str,
+}
+
+impl RawStorePut<'_> {
+    pub fn emit(self) {
+        counter!("credstream_raw_store_puts_total", "backend" => self.backend.to_string(), "outcome" => self.outcome.to_string()).increment(1);
+    }
+}
+
+/// A raw store request failed (`op`: put, get, head).
+pub struct RawStoreFailure<'a> {
+    pub backend: &'a str,
+    pub op: &'a str,
+}
+
+impl RawStoreFailure<'_> {
+    pub fn emit(self) {
+        counter!("credstream_raw_store_errors_total", "backend" => self.backend.to_string(), "op" => self.op.to_string()).increment(1);
+    }
+}
+
+/// An emitted file was moved to the source's done folder.
+pub struct FileMovedToDone<'a> {
+    pub source: &'a str,
+}
+
+impl FileMovedToDone<'_> {
+    pub fn emit(self) {
+        counter!("credstream_files_moved_to_done_total", "source" => self.source.to_string())
+            .increment(1);
+    }
+}
+
+/// A file whose name cannot be taken safely (`reason`: e.g. `traversal`, `too_long`).
+pub struct FileNameRefused<'a> {
+    pub source: &'a str,
+    pub reason: &'a str,
+}
+
+impl FileNameRefused<'_> {
+    pub fn emit(self) {
+        counter!("credstream_file_names_refused_total", "source" => self.source.to_string(), "reason" => self.reason.to_string()).increment(1);
     }
 }
 

@@ -9,18 +9,29 @@
 //! dropped and the next call reconnects, after a delay that doubles with each failure (up
 //! to a minute) so a down server is not hammered.
 //!
-//! Architecture Invariant: the source only lists, stats and reads. It never writes,
-//! renames or deletes on the server.
+//! Several reads share the one session: SFTP requests carry ids, and russh-sftp matches
+//! each reply to its request, so tasks may have requests in flight at once.
+//!
+//! Names: russh-sftp decodes every name as UTF-8 and replaces bytes that are not with
+//! U+FFFD, so such a name can no longer be addressed on the server (and could alias a
+//! real one); a name containing U+FFFD is refused (`not_utf8`). Types come from the
+//! attributes READDIR sends, which describe the entry itself (OpenSSH's server `lstat`s):
+//! a link is refused, whether to a file or to a directory, and never walked.
+//!
+//! Architecture Invariant: the source only lists, stats and reads, except for
+//! [`Source::move_to`] (an SFTP rename, and mkdir of the done folders), which the poller
+//! calls only with `move_to_done`. It never deletes or writes file contents on the server.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use russh::keys::{PrivateKeyWithHashAlg, check_known_hosts_path, load_secret_key};
 use russh_sftp::client::SftpSession;
+use russh_sftp::client::error::Error as SftpError;
+use russh_sftp::protocol::{FileAttributes, StatusCode};
 
-use super::local::skipped;
-use super::{Listing, PollerError, Source};
+use super::{EntryKind, Listed, Listing, PollerError, Refused, Source, Verdict};
 use crate::config::Secret;
 
 /// The longest wait between two connection attempts.
@@ -120,18 +131,33 @@ impl SftpSource {
         PollerError::Source {
             source_name: self.name.clone(),
             op,
-            path: path.to_string(),
+            path: super::local::display_path(Path::new(path)),
             error: std::io::Error::other(message),
         }
     }
 
     /// The remote path of a listed file.
     fn remote(&self, listing: &Listing) -> String {
+        self.remote_path(&listing.path)
+    }
+
+    /// The remote path of a path under the root. Listed paths come from names the server
+    /// sent as (lossily decoded) UTF-8, judged safe, so they convert back unchanged.
+    fn remote_path(&self, path: &Path) -> String {
         format!(
             "{}/{}",
             self.settings.root.trim_end_matches('/'),
-            listing.path.to_string_lossy()
+            path.to_string_lossy()
         )
+    }
+
+    /// After a failed request: a status reply (no such file, permission denied) leaves
+    /// the session sound, and other reads may be using it; anything else (a timeout, a
+    /// broken channel) drops it so the next call reconnects.
+    async fn failed(&self, error: &SftpError) {
+        if !matches!(error, SftpError::Status(_)) {
+            self.drop_session().await;
+        }
     }
 
     /// The session, connecting first if there is none (and the backoff allows).
@@ -293,41 +319,91 @@ impl SftpSource {
         Ok((handle, session))
     }
 
-    /// Every regular file under the root: (path relative to the root, size, mtime ms).
-    async fn walk(&self, sftp: &SftpSession) -> Result<Vec<(PathBuf, u64, i64)>, PollerError> {
+    /// Every regular file under the root (path relative to the root, size, mtime ms), and
+    /// the entries refused on the way.
+    async fn walk(&self, sftp: &SftpSession, skip: Option<&Path>) -> Result<Walked, PollerError> {
         let root = self.settings.root.trim_end_matches('/').to_string();
         let mut files = Vec::new();
+        let mut refused = Vec::new();
         let mut pending = vec![PathBuf::new()];
         while let Some(dir) = pending.pop() {
             let remote = if dir.as_os_str().is_empty() {
                 root.clone()
             } else {
-                format!("{root}/{}", dir.to_string_lossy())
+                self.remote_path(&dir)
             };
-            let entries = sftp
-                .read_dir(remote.clone())
-                .await
-                .map_err(|e| self.err("list", &remote, e.to_string()))?;
+            let entries = match sftp.read_dir(remote.clone()).await {
+                Ok(entries) => entries,
+                Err(e) => {
+                    self.failed(&e).await;
+                    return Err(self.err("list", &remote, e.to_string()));
+                }
+            };
             for entry in entries {
                 let name = entry.file_name();
-                if name == "." || name == ".." || skipped(std::ffi::OsStr::new(&name)) {
-                    continue;
-                }
-                let path = dir.join(&name);
-                let meta = entry.metadata();
-                if meta.is_dir() {
-                    pending.push(path);
-                } else if meta.is_regular() {
-                    files.push((
-                        path,
-                        meta.size.unwrap_or(0),
-                        i64::from(meta.mtime.unwrap_or(0)) * 1000,
-                    ));
+                match judge_entry(&dir, &name, &entry.metadata(), skip) {
+                    Verdict::Ignore => {}
+                    Verdict::Walk(path) => pending.push(path),
+                    Verdict::Take(path, size, mtime_ms) => files.push((path, size, mtime_ms)),
+                    Verdict::Refuse(r) => refused.push(r),
                 }
             }
         }
-        Ok(files)
+        Ok((files, refused))
     }
+
+    /// The attributes of `path` (under the root) itself, `None` if there is nothing there.
+    async fn lstat(
+        &self,
+        sftp: &SftpSession,
+        path: &Path,
+    ) -> Result<Option<FileAttributes>, PollerError> {
+        let remote = self.remote_path(path);
+        match sftp.symlink_metadata(remote.clone()).await {
+            Ok(meta) => Ok(Some(meta)),
+            Err(SftpError::Status(status)) if status.status_code == StatusCode::NoSuchFile => {
+                Ok(None)
+            }
+            Err(e) => {
+                self.failed(&e).await;
+                Err(self.err("move", &remote, e.to_string()))
+            }
+        }
+    }
+}
+
+type Walked = (Vec<(PathBuf, u64, i64)>, Vec<Refused>);
+
+/// The `S_IFMT` bits of a mode, and the values that matter here. russh-sftp's
+/// `is_regular()` tests bits with `contains`, which a link (`0o120000`) also passes.
+const S_IFMT: u32 = 0o170000;
+const S_IFDIR: u32 = 0o040000;
+const S_IFREG: u32 = 0o100000;
+const S_IFLNK: u32 = 0o120000;
+
+/// The type of an entry from its attributes; without a mode it is nothing to take.
+fn entry_kind(meta: &FileAttributes) -> EntryKind {
+    match meta.permissions.map(|mode| mode & S_IFMT) {
+        Some(S_IFDIR) => EntryKind::Dir,
+        Some(S_IFLNK) => EntryKind::Symlink,
+        Some(S_IFREG) => EntryKind::File {
+            size: meta.size.unwrap_or(0),
+            mtime_ms: i64::from(meta.mtime.unwrap_or(0)) * 1000,
+        },
+        _ => EntryKind::Other,
+    }
+}
+
+/// Judges one READDIR entry of `dir` (under the root) like a local one, after refusing a
+/// name that did not survive russh-sftp's UTF-8 decoding.
+fn judge_entry(dir: &Path, name: &str, meta: &FileAttributes, skip: Option<&Path>) -> Verdict {
+    if name != "." && name != ".." && name.contains(char::REPLACEMENT_CHARACTER) {
+        return Verdict::Refuse(Refused {
+            display: super::display_entry(dir, name.as_bytes()),
+            reason: "not_utf8",
+        });
+    }
+    super::judge(dir, name.as_bytes(), entry_kind(meta), skip)
 }
 
 #[async_trait::async_trait]
@@ -336,16 +412,10 @@ impl Source for SftpSource {
         &self.name
     }
 
-    async fn list(&self) -> Result<Vec<Listing>, PollerError> {
+    async fn list(&self, skip: Option<&Path>) -> Result<Listed, PollerError> {
         let sftp = self.session().await?;
-        let files = match self.walk(&sftp).await {
-            Ok(files) => files,
-            Err(e) => {
-                self.drop_session().await;
-                return Err(e);
-            }
-        };
-        Ok(super::client_listings(&self.name, files))
+        let (files, refused) = self.walk(&sftp, skip).await?;
+        Ok(super::listed(&self.name, files, refused))
     }
 
     async fn open(
@@ -357,7 +427,7 @@ impl Source for SftpSource {
         match sftp.open(remote.clone()).await {
             Ok(file) => Ok(Box::new(file)),
             Err(e) => {
-                self.drop_session().await;
+                self.failed(&e).await;
                 Err(self.err("open", &remote, e.to_string()))
             }
         }
@@ -366,15 +436,166 @@ impl Source for SftpSource {
     async fn stat(&self, listing: &Listing) -> Result<(u64, i64), PollerError> {
         let sftp = self.session().await?;
         let remote = self.remote(listing);
-        match sftp.metadata(remote.clone()).await {
+        // LSTAT: a link put in the file's place reads as a change, not as its target.
+        match sftp.symlink_metadata(remote.clone()).await {
             Ok(meta) => Ok((
                 meta.size.unwrap_or(0),
                 i64::from(meta.mtime.unwrap_or(0)) * 1000,
             )),
             Err(e) => {
-                self.drop_session().await;
+                self.failed(&e).await;
                 Err(self.err("stat", &remote, e.to_string()))
             }
         }
+    }
+
+    async fn move_to(&self, listing: &Listing, dest: &Path) -> Result<PathBuf, PollerError> {
+        let sftp = self.session().await?;
+        // The folders on the way, created one at a time; one that is a link (which the
+        // server would follow) or not a folder stops the move.
+        let mut dir = PathBuf::new();
+        for part in dest.parent().into_iter().flat_map(Path::components) {
+            dir.push(part);
+            let meta = match self.lstat(&sftp, &dir).await? {
+                Some(meta) => meta,
+                None => {
+                    let remote = self.remote_path(&dir);
+                    match sftp.create_dir(remote.clone()).await {
+                        Ok(()) => continue,
+                        // Made by someone else meanwhile: checked below like any other.
+                        Err(SftpError::Status(_)) => match self.lstat(&sftp, &dir).await? {
+                            Some(meta) => meta,
+                            None => {
+                                return Err(self.err(
+                                    "move",
+                                    &remote,
+                                    "cannot create the folder".into(),
+                                ));
+                            }
+                        },
+                        Err(e) => {
+                            self.failed(&e).await;
+                            return Err(self.err("move", &remote, e.to_string()));
+                        }
+                    }
+                }
+            };
+            if !matches!(entry_kind(&meta), EntryKind::Dir) {
+                return Err(self.err(
+                    "move",
+                    &self.remote_path(&dir),
+                    "on the way to the done folder but not a folder (or a link)".into(),
+                ));
+            }
+        }
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        for attempt in 0..super::MOVE_ATTEMPTS {
+            let candidate = super::move_candidate(dest, now_ms, attempt);
+            if self.lstat(&sftp, &candidate).await?.is_some() {
+                continue; // taken: never replaced
+            }
+            // SSH_FXP_RENAME (not OpenSSH's posix-rename extension): the server refuses to
+            // replace an existing file, so a name taken meanwhile fails rather than loses it.
+            let (from, to) = (self.remote(listing), self.remote_path(&candidate));
+            return match sftp.rename(from.clone(), to.clone()).await {
+                Ok(()) => Ok(candidate),
+                Err(e) => {
+                    self.failed(&e).await;
+                    Err(self.err("move", &from, format!("to {to}: {e}")))
+                }
+            };
+        }
+        Err(self.err(
+            "move",
+            &self.remote_path(dest),
+            format!("{} names tried, all taken", super::MOVE_ATTEMPTS),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attrs(mode: u32, size: u64) -> FileAttributes {
+        FileAttributes {
+            size: Some(size),
+            permissions: Some(mode),
+            mtime: Some(1_700_000_000),
+            ..FileAttributes::empty()
+        }
+    }
+
+    fn verdict(dir: &str, name: &str, mode: u32) -> String {
+        match judge_entry(
+            Path::new(dir),
+            name,
+            &attrs(mode, 7),
+            Some(Path::new("done")),
+        ) {
+            Verdict::Ignore => "ignore".into(),
+            Verdict::Walk(p) => format!("walk {}", p.display()),
+            Verdict::Take(p, size, mtime_ms) => format!("take {} {size} {mtime_ms}", p.display()),
+            Verdict::Refuse(r) => format!("refuse {} {}", r.reason, r.display),
+        }
+    }
+
+    /// What a hostile server could send in READDIR, which sshd on a real disk cannot.
+    #[test]
+    fn hostile_readdir_names_are_refused_and_odd_ones_taken() {
+        const FILE: u32 = S_IFREG | 0o644;
+        const DIR: u32 = S_IFDIR | 0o755;
+        const LINK: u32 = S_IFLNK | 0o777;
+        let long = "x".repeat(300);
+        let cases: Vec<(&str, &str, u32, String)> = vec![
+            ("acme", ".", DIR, "ignore".into()),
+            ("acme", "..", DIR, "ignore".into()),
+            ("acme", "", FILE, "refuse traversal acme/".into()),
+            (
+                "acme",
+                "../../etc/passwd",
+                FILE,
+                "refuse traversal acme/..%2F..%2Fetc%2Fpasswd".into(),
+            ),
+            (
+                "",
+                "acme/../..",
+                DIR,
+                "refuse traversal acme%2F..%2F..".into(),
+            ),
+            (
+                "acme",
+                "a\0b.csv",
+                FILE,
+                "refuse nul_byte acme/a%00b.csv".into(),
+            ),
+            ("acme", &long, FILE, format!("refuse too_long acme/{long}")),
+            (
+                "acme",
+                "bad\u{FFFD}.csv",
+                FILE,
+                "refuse not_utf8 acme/bad\u{FFFD}.csv".into(),
+            ),
+            ("acme", "passwd", LINK, "refuse symlink acme/passwd".into()),
+            ("", "evil", LINK, "refuse symlink evil".into()),
+            ("acme", "in", DIR, "walk acme/in".into()),
+            ("acme", "done", DIR, "ignore".into()),
+            ("acme", "fifo", 0o010644, "ignore".into()),
+            (
+                "acme",
+                "line\nbreak %41.csv",
+                FILE,
+                "take acme/line\nbreak %41.csv 7 1700000000000".into(),
+            ),
+        ];
+        for (dir, name, mode, expected) in cases {
+            assert_eq!(verdict(dir, name, mode), expected, "{dir:?} / {name:?}");
+        }
+        // A link's mode has the regular-file bit too: it must still read as a link.
+        assert!(matches!(entry_kind(&attrs(LINK, 11)), EntryKind::Symlink));
+        assert!(matches!(
+            entry_kind(&FileAttributes::empty()),
+            EntryKind::Other
+        ));
     }
 }

@@ -52,6 +52,19 @@ impl PollerState {
     /// Records an emitted file and saves atomically (temporary file, then rename).
     pub fn record(&mut self, path: &str, file: SeenFile) -> Result<(), PollerError> {
         self.files.insert(path.to_string(), file);
+        self.save()
+    }
+
+    /// Forgets a file that is no longer in the landing area (moved to the done folder),
+    /// so a later file of the same name is new; saves like [`Self::record`].
+    pub fn forget(&mut self, path: &str) -> Result<(), PollerError> {
+        if self.files.remove(path).is_none() {
+            return Ok(());
+        }
+        self.save()
+    }
+
+    fn save(&self) -> Result<(), PollerError> {
         let err = |error| PollerError::State {
             path: self.path.clone(),
             error,

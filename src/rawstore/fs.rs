@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{ObjectMeta, RawStore, RawStoreError, digest_of, key_for, sha256_hex};
+use super::{ObjectMeta, RawObject, RawStore, RawStoreError, digest_of, hash_file, io, key_for};
 
 /// Raw bytes in a local (or mounted) directory.
 #[derive(Debug, Clone)]
@@ -21,14 +21,6 @@ impl FsRawStore {
         digest_of(key)
             .map(|_| self.root.join(key))
             .ok_or_else(|| RawStoreError::BadDigest(key.to_string()))
-    }
-}
-
-fn io<'a>(op: &'static str, key: &'a str) -> impl FnOnce(std::io::Error) -> RawStoreError + 'a {
-    move |source| RawStoreError::Io {
-        op,
-        key: key.to_string(),
-        source,
     }
 }
 
@@ -71,10 +63,10 @@ impl RawStore for FsRawStore {
         Ok(key)
     }
 
-    async fn get(&self, key: &str) -> Result<Vec<u8>, RawStoreError> {
+    async fn open(&self, key: &str) -> Result<RawObject, RawStoreError> {
         let path = self.path(key)?;
-        let bytes = match tokio::fs::read(&path).await {
-            Ok(b) => b,
+        let actual = match hash_file(&path).await {
+            Ok(actual) => actual,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(RawStoreError::Missing {
                     key: key.to_string(),
@@ -82,14 +74,13 @@ impl RawStore for FsRawStore {
             }
             Err(e) => return Err(io("read", key)(e)),
         };
-        let actual = sha256_hex(&bytes);
         if Some(actual.as_str()) != digest_of(key) {
             return Err(RawStoreError::Corrupt {
                 key: key.to_string(),
                 actual,
             });
         }
-        Ok(bytes)
+        Ok(RawObject::in_place(path))
     }
 
     async fn meta(&self, key: &str) -> Result<ObjectMeta, RawStoreError> {
@@ -117,6 +108,7 @@ impl RawStore for FsRawStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rawstore::sha256_hex;
 
     fn meta() -> ObjectMeta {
         ObjectMeta {
@@ -124,6 +116,7 @@ mod tests {
             original_path: "acme/a.csv".into(),
             mtime_ms: 1,
             size: 5,
+            received_ms: 2,
         }
     }
 

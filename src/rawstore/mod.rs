@@ -9,8 +9,12 @@
 //! Kafka, formats or categories.
 
 mod fs;
+mod object;
+mod s3;
 
 pub use fs::FsRawStore;
+pub use object::{MappedRaw, RawObject};
+pub use s3::S3RawStore;
 
 use std::path::Path;
 
@@ -26,20 +30,30 @@ pub enum RawStoreError {
         #[source]
         source: std::io::Error,
     },
+    /// A remote store refused or failed a request (S3: the service's error, or no answer).
+    #[error("raw store {op} {key}: {message}")]
+    Remote {
+        op: &'static str,
+        key: String,
+        message: String,
+    },
     #[error("raw object {key} is missing")]
     Missing { key: String },
     #[error("raw object {key} is corrupt: its SHA-256 is {actual}")]
     Corrupt { key: String, actual: String },
     #[error("{0:?} is not a SHA-256 in hex")]
     BadDigest(String),
+    #[error("raw_store: {0}")]
+    Config(String),
 }
 
 impl RawStoreError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            RawStoreError::Io { .. } => ErrorKind::External,
+            RawStoreError::Io { .. } | RawStoreError::Remote { .. } => ErrorKind::External,
             RawStoreError::Missing { .. } | RawStoreError::Corrupt { .. } => ErrorKind::Internal,
             RawStoreError::BadDigest(_) => ErrorKind::Data,
+            RawStoreError::Config(_) => ErrorKind::Config,
         }
     }
 }
@@ -54,6 +68,10 @@ pub struct ObjectMeta {
     /// Modification time at the source, milliseconds since the epoch.
     pub mtime_ms: i64,
     pub size: u64,
+    /// When the poller read the file, milliseconds since the epoch (0 for objects stored
+    /// before this was kept).
+    #[serde(default)]
+    pub received_ms: i64,
 }
 
 /// A place for raw bytes, addressed by their SHA-256.
@@ -68,11 +86,35 @@ pub trait RawStore: Send + Sync + std::fmt::Debug {
         meta: &ObjectMeta,
     ) -> Result<String, RawStoreError>;
 
-    /// The bytes under `key`, checked against the digest the key names.
-    async fn get(&self, key: &str) -> Result<Vec<u8>, RawStoreError>;
+    /// A local file with the bytes under `key`, checked against the digest the key names
+    /// while it was read (never held whole in memory). For a remote store it is a
+    /// temporary copy, removed when the [`RawObject`] is dropped.
+    async fn open(&self, key: &str) -> Result<RawObject, RawStoreError>;
+
+    /// The bytes under `key`, checked, in memory: for small files and tests. Large files go
+    /// through [`RawStore::open`] and [`RawObject::map`].
+    async fn get(&self, key: &str) -> Result<Vec<u8>, RawStoreError> {
+        let object = self.open(key).await?;
+        tokio::fs::read(object.path())
+            .await
+            .map_err(|source| RawStoreError::Io {
+                op: "read",
+                key: key.to_string(),
+                source,
+            })
+    }
 
     /// What was recorded with the object under `key` when it was stored.
     async fn meta(&self, key: &str) -> Result<ObjectMeta, RawStoreError>;
+}
+
+/// Wraps an I/O error of `op` on the object under `key`.
+fn io<'a>(op: &'static str, key: &'a str) -> impl FnOnce(std::io::Error) -> RawStoreError + 'a {
+    move |source| RawStoreError::Io {
+        op,
+        key: key.to_string(),
+        source,
+    }
 }
 
 /// The key of a digest: `sha256/<first two hex digits>/<digest>`. The fan-out keeps
@@ -92,6 +134,22 @@ pub fn key_for(sha256: &str) -> Result<String, RawStoreError> {
 pub fn digest_of(key: &str) -> Option<&str> {
     let digest = key.strip_prefix("sha256/")?.split('/').nth(1)?;
     key_for(digest).ok().filter(|k| k == key).map(|_| digest)
+}
+
+/// Lower-case hex SHA-256 of the file at `path`, read in 1 MiB pieces.
+pub async fn hash_file(path: &Path) -> std::io::Result<String> {
+    use sha2::Digest;
+    use tokio::io::AsyncReadExt;
+    let mut file = tokio::fs::File::open(path).await?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(hex::encode(hasher.finalize()));
+        }
+        hasher.update(&buf[..n]);
+    }
 }
 
 /// Lower-case hex SHA-256 of `bytes`.

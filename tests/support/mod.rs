@@ -7,6 +7,7 @@
 
 pub mod s3;
 pub mod sftp;
+pub mod stack;
 pub mod tansu;
 
 use std::collections::HashMap;
@@ -85,6 +86,20 @@ pub fn log_file_tail(path: &Path) -> String {
     read().unwrap_or_else(|error| format!("(could not read {}: {error})", path.display()))
 }
 
+/// A benchmark knob from the environment, or `default`.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The median of benchmark runs (the upper middle one for an even count).
+pub fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    xs[xs.len() / 2]
+}
+
 /// A `credstream` process, killed when dropped.
 pub struct Credstream {
     child: Child,
@@ -119,6 +134,11 @@ impl Credstream {
             child,
             log: log.to_path_buf(),
         })
+    }
+
+    /// The process id (for /proc readings in benchmarks).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// SIGKILL, as a crash would: no shutdown code runs.

@@ -664,3 +664,9 @@ fn open_log(path: &Path, command: &Command) -> Result<File> {
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(file)
 }
+
+/// Standard base64 with padding, as S3 writes checksums (`x-amz-checksum-sha256`).
+pub fn base64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}

@@ -274,6 +274,37 @@ impl Sftpd {
         Ok(())
     }
 
+    /// Ends every established session (the listener's descendants, found through
+    /// `/proc/<pid>/task/*/children`), as a dropped connection would: clients must connect
+    /// again. The listener keeps running.
+    pub fn drop_sessions(&self) -> Result<usize> {
+        fn children(pid: u32) -> Vec<u32> {
+            let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+                return Vec::new();
+            };
+            tasks
+                .flatten()
+                .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+                .flat_map(|text| {
+                    text.split_whitespace()
+                        .filter_map(|p| p.parse().ok())
+                        .collect::<Vec<u32>>()
+                })
+                .collect()
+        }
+        let mut found = Vec::new();
+        let mut queue = children(self.child.id());
+        while let Some(pid) = queue.pop() {
+            queue.extend(children(pid));
+            found.push(pid);
+        }
+        for pid in &found {
+            // SIGKILL through kill(1): no libc in the tests.
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+        Ok(found.len())
+    }
+
     /// Runs OpenSSH's `sftp` client in batch mode with `commands` (one per line),
     /// trusting only the key in [`Self::known_hosts_path`]. Returns its stdout (each
     /// command echoed after `sftp> `, then its output); fails with its stderr and the
