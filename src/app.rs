@@ -324,7 +324,15 @@ async fn raw_store(config: &Config) -> Result<Arc<dyn RawStore>, crate::Error> {
                 .cache_dir
                 .clone()
                 .unwrap_or_else(|| config.app.state_dir.join("raw-cache"));
-            Arc::new(S3RawStore::connect(&config.raw_store, cache).await?)
+            let store = S3RawStore::connect(&config.raw_store, cache).await?;
+            match store.check().await {
+                Err(e) if e.kind() == crate::ErrorKind::Config => return Err(e.into()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the raw store does not answer yet; files wait until it does")
+                }
+                Ok(()) => {}
+            }
+            Arc::new(store)
         }
     })
 }

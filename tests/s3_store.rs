@@ -575,3 +575,22 @@ async fn an_outage_is_an_external_error_and_the_put_succeeds_once_s3_is_back() -
     ensure!(fx.store.meta(&key).await? == meta);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_bucket_is_a_configuration_error_and_a_present_one_checks_out() -> Result<()> {
+    let server = S3Server::start()?;
+    let fx = Fixture::new(&server, false, |_| {}).await?;
+    fx.store.check().await?;
+
+    let mut wrong = config(&server, &fx.bucket, |_| {})?;
+    wrong.bucket = Some(unique("no-such-"));
+    let store = S3RawStore::connect(&wrong, fx.dir.path().join("cache-2")).await?;
+    let err = store
+        .check()
+        .await
+        .err()
+        .context("a missing bucket checked out")?;
+    ensure!(err.kind() == ErrorKind::Config, "{err}");
+    ensure!(err.to_string().contains("does not exist"), "{err}");
+    Ok(())
+}

@@ -168,6 +168,30 @@ impl S3RawStore {
         })
     }
 
+    /// Asks S3 for the bucket (HeadBucket), so that a wrong bucket or credentials stop
+    /// `credstream run` at start rather than at the first file: a missing bucket or a
+    /// refusal is a [`RawStoreError::Config`]; no answer is a `Remote` error, which the
+    /// caller may tolerate (the store retries at every use).
+    pub async fn check(&self) -> Result<(), RawStoreError> {
+        match self.client.head_bucket().bucket(&self.bucket).send().await {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) => {
+                let status = e.raw().status().as_u16();
+                let why = match status {
+                    404 => "does not exist".to_string(),
+                    403 => "refuses these credentials (HeadBucket: 403)".to_string(),
+                    301 => "is in another region than raw_store.region".to_string(),
+                    _ => format!("answers HeadBucket with HTTP {status}"),
+                };
+                Err(RawStoreError::Config(format!(
+                    "bucket {:?} at {} {why}",
+                    self.bucket, self.endpoint
+                )))
+            }
+            Err(e) => Err(self.remote("head", &format!("bucket {}", self.bucket), &e)),
+        }
+    }
+
     /// The S3 key of a store key.
     fn object_key(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
