@@ -7,7 +7,7 @@
 //! Kafka. Ledger entries hold no card numbers, so nothing here needs masking yet.
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -40,6 +40,7 @@ pub fn router(state: QueryState) -> Router {
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/v1/openapi.json", get(openapi))
         .route("/v1/files", get(list_files))
         .route("/v1/files/{sha256}", get(file))
         .route("/v1/views", get(list_views))
@@ -112,10 +113,39 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Query parameters; a malformed or unknown one is a JSON `bad_request` like every other
+/// error of this API (axum's own rejection is plain text).
+struct Query<T>(T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Query(q.0))
+            .map_err(|e| ApiError::bad_request(e.body_text()))
+    }
+}
+
 impl From<crate::streams::StreamsError> for ApiError {
     fn from(e: crate::streams::StreamsError) -> Self {
         ApiError::internal(e.to_string())
     }
+}
+
+/// The OpenAPI 3 document of this API, kept true by the tests below.
+const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
 async fn readyz(State(state): State<QueryState>) -> Response {
@@ -517,4 +547,141 @@ async fn key_metadata(
         "owner": replica_json(&owner),
         "standbys": m.standbys(partition).iter().map(replica_json).collect::<Vec<_>>(),
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Serves the API over empty stores (no topology: metadata is unavailable) on a free
+    /// loopback port; returns its base URL.
+    async fn serve_empty() -> String {
+        let state = QueryState {
+            stores: StoreRegistry::default(),
+            runtime: None,
+            metadata: None,
+            metrics: crate::metrics::install(),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(serve(listener, state, std::future::pending()));
+        url
+    }
+
+    /// The document's path with each `{param}` replaced by its example.
+    fn example_url(base: &str, path: &str, op: &Value) -> String {
+        let mut url = path.to_string();
+        let mut query = Vec::new();
+        for param in op["parameters"].as_array().into_iter().flatten() {
+            let name = param["name"].as_str().unwrap();
+            let example = match &param["example"] {
+                Value::String(s) => s.clone(),
+                Value::Null => panic!("{path}: parameter {name} has no example"),
+                other => other.to_string(),
+            };
+            match param["in"].as_str().unwrap() {
+                "path" => url = url.replace(&format!("{{{name}}}"), &example),
+                "query" if param["required"] == true => query.push(format!("{name}={example}")),
+                _ => {}
+            }
+        }
+        let sep = if query.is_empty() { "" } else { "?" };
+        format!("{base}{url}{sep}{}", query.join("&"))
+    }
+
+    /// Resolves a `$ref` to `#/components/schemas/X`.
+    fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
+        match schema["$ref"].as_str() {
+            Some(r) => &doc["components"]["schemas"][r.rsplit('/').next().unwrap()],
+            None => schema,
+        }
+    }
+
+    #[test]
+    fn the_document_lists_exactly_the_routes_the_router_serves() {
+        let doc: Value = serde_json::from_str(OPENAPI).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+        let mut documented: Vec<String> =
+            doc["paths"].as_object().unwrap().keys().cloned().collect();
+        documented.sort();
+        // The router's paths, in OpenAPI's spelling (`{*key}` is `{key}`).
+        let source = include_str!("mod.rs");
+        let mut routed: Vec<String> = source
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix(".route(\""))
+            .map(|l| l.split('"').next().unwrap().replace("{*", "{"))
+            .collect();
+        routed.sort();
+        assert_eq!(documented, routed);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_documented_operation_answers_as_documented() {
+        let base = serve_empty().await;
+        let doc: Value = reqwest::get(format!("{base}/v1/openapi.json"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let client = reqwest::Client::new();
+        let mut checked = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            let op = &item["get"];
+            let url = example_url(&base, path, op);
+            let response = client.get(&url).send().await.unwrap();
+            let status = response.status().as_u16().to_string();
+            let documented = &op["responses"][&status];
+            assert!(
+                documented.is_object(),
+                "GET {url}: {status} is not a documented response of {path}"
+            );
+            let content = documented["content"].as_object().unwrap();
+            let (media, body) = content.iter().next().unwrap();
+            let got_type = response.headers()[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .to_string();
+            assert!(
+                got_type.starts_with(media.as_str()),
+                "GET {url}: {got_type}, documented {media}"
+            );
+            if media == "application/json" {
+                let value: Value = response.json().await.unwrap();
+                let schema = resolve(&doc, &body["schema"]);
+                for field in schema["required"].as_array().into_iter().flatten() {
+                    let field = field.as_str().unwrap();
+                    assert!(
+                        value.get(field).is_some(),
+                        "GET {url}: no {field} in {value}"
+                    );
+                }
+            }
+            checked += 1;
+        }
+        assert_eq!(checked, 12, "every path of the document was requested");
+
+        // Errors are the documented JSON, whatever went wrong.
+        for bad in [
+            "/v1/files?limit=0",
+            "/v1/files/not-a-digest",
+            "/v1/views/no-such-view",
+            "/v1/reports/reconciliation?client=acme-bank&period=October",
+            "/v1/nothing-here",
+            "/v1/files?nonsense=1",
+            "/v1/files?limit=many",
+            "/v1/reports/reconciliation",
+        ] {
+            let value: Value = reqwest::get(format!("{base}{bad}"))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert!(
+                value["error"]["code"].is_string() && value["error"]["message"].is_string(),
+                "{bad}: {value}"
+            );
+        }
+    }
 }
