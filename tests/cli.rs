@@ -1,6 +1,8 @@
 //! The command line: the demo (no outside service, clean second start, serving until
 //! Ctrl-C), and clear refusals of bad configuration.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -119,21 +121,20 @@ impl Drop for KillOnDrop {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_demo_serves_the_query_api_and_metrics_until_interrupted() -> Result<()> {
-    let dir = tempfile::tempdir()?;
+/// Starts `credstream demo` serving its API on a free port; returns the process and the
+/// API's base URL once it says it is serving.
+fn serving_demo(dir: &std::path::Path) -> Result<(KillOnDrop, String)> {
     let mut child = KillOnDrop(
         credstream()
             .args(["demo", "--listen", "127.0.0.1:0", "--dir"])
-            .arg(dir.path().join("demo"))
+            .arg(dir.join("demo"))
             .env("CREDSTREAM_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()?,
     );
-    let child = &mut child.0;
     // Read the printed URLs until the demo says it is serving.
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
     let mut api = None;
     for line in lines.by_ref() {
         let line = line?;
@@ -145,6 +146,57 @@ async fn the_demo_serves_the_query_api_and_metrics_until_interrupted() -> Result
         }
     }
     let api = api.context("the demo printed no query API URL")?;
+    Ok((child, api))
+}
+
+#[test]
+fn schemathesis_finds_no_server_error_and_no_departure_from_the_openapi_document() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (_demo, api) = serving_demo(dir.path())?;
+    // schemathesis (PyPI, pinned in ./dev) generates requests from the document —
+    // examples, boundary values, fuzzed strings, chains — and checks each answer.
+    let st = support::python()?.with_file_name("st");
+    let out = Command::new(&st)
+        .args(["run", &format!("{api}/v1/openapi.json")])
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+            "--max-examples",
+            "50",
+            "--seed",
+            "1",
+        ])
+        .env("NO_COLOR", "1")
+        .output()
+        .with_context(|| format!("running {}", st.display()))?;
+    let report = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success(),
+        "schemathesis found failures:\n{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // It did test every operation, and generated a fair number of cases.
+    ensure!(report.contains("Tested: 11"), "{report}");
+    let generated: u64 = report
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_suffix(" passed")?
+                .split(" generated, ")
+                .nth(1)?
+                .parse()
+                .ok()
+        })
+        .context("no test-case count in the report")?;
+    ensure!(generated >= 200, "only {generated} cases:\n{report}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_serves_the_query_api_and_metrics_until_interrupted() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (mut child, api) = serving_demo(dir.path())?;
+    let child = &mut child.0;
     let files: serde_json::Value = reqwest::get(format!("{api}/v1/files"))
         .await?
         .json()

@@ -331,7 +331,7 @@ pub fn field<'a>(
 
 /// The Python interpreter with confluent-kafka (`./dev test` installs it into
 /// `~/.cache/credstream/venv`; `TEST_PYTHON` points elsewhere).
-fn python() -> Result<PathBuf> {
+pub fn python() -> Result<PathBuf> {
     let path = match std::env::var_os("TEST_PYTHON") {
         Some(p) => PathBuf::from(p),
         None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?)
