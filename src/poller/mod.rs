@@ -364,6 +364,7 @@ impl Poller {
     ) -> Result<Poller, PollerError> {
         let dir = state_dir.join("poller").join(source.name());
         let state = PollerState::load(&dir.join("seen.json"))?;
+        clear_spool(&dir.join("spool"));
         Ok(Poller {
             archiver: Arc::new(Archiver {
                 source: Arc::from(source),
@@ -791,6 +792,37 @@ impl<T> Future for AbortOnDrop<T> {
                 Err(e) => panic!("a read task was cancelled while awaited: {e}"),
             },
         })
+    }
+}
+
+/// Removes spool files a dead process left (a crash mid-read): a spool file is named
+/// `<pid>-<random>.part`, and one whose process no longer runs is no one's.
+fn clear_spool(spool: &Path) {
+    let Ok(entries) = std::fs::read_dir(spool) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".part"))
+            .and_then(|n| n.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let alive = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
+        if !alive {
+            let path = entry.path();
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    tracing::info!(path = %path.display(), "removed a spool file an earlier run left")
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot remove a leftover spool file")
+                }
+            }
+        }
     }
 }
 
@@ -1268,5 +1300,22 @@ mod tests {
             .map(PathBuf::from)
             .collect();
         assert_eq!(left, expected);
+    }
+
+    #[test]
+    fn spool_files_of_dead_processes_are_removed_at_start_and_others_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("spool");
+        std::fs::create_dir_all(&spool).unwrap();
+        // No process has pid 4194304 + 1 (above Linux's pid_max), ours runs.
+        let dead = spool.join("4194305-00000000000000ab.part");
+        let ours = spool.join(format!("{}-00000000000000cd.part", std::process::id()));
+        let other = spool.join("notes.txt");
+        for f in [&dead, &ours, &other] {
+            std::fs::write(f, b"x").unwrap();
+        }
+        clear_spool(&spool);
+        assert!(!dead.exists(), "a dead process's spool file stays");
+        assert!(ours.exists() && other.exists());
     }
 }
