@@ -86,6 +86,62 @@ pub fn log_file_tail(path: &Path) -> String {
     read().unwrap_or_else(|error| format!("(could not read {}: {error})", path.display()))
 }
 
+/// Why a service a test starts did not start: another process took its port (start again
+/// on another), or anything else.
+pub enum StartFailure {
+    PortClash(anyhow::Error),
+    Fatal(anyhow::Error),
+}
+
+impl StartFailure {
+    pub fn into_error(self) -> anyhow::Error {
+        match self {
+            StartFailure::PortClash(error) | StartFailure::Fatal(error) => error,
+        }
+    }
+
+    /// Kills and reaps `child`, then says that `what` did not start, with its log's tail;
+    /// a port clash stays a port clash.
+    pub fn after_killing(self, child: &mut Child, what: &str, log_path: &Path) -> StartFailure {
+        let _ = child.kill();
+        let _ = child.wait();
+        let tail = log_file_tail(log_path);
+        let describe = |error: anyhow::Error| {
+            error.context(format!(
+                "{what} did not start; log {}:\n{tail}",
+                log_path.display()
+            ))
+        };
+        match self {
+            StartFailure::PortClash(error) => StartFailure::PortClash(describe(error)),
+            StartFailure::Fatal(error) => StartFailure::Fatal(describe(error)),
+        }
+    }
+}
+
+/// How often a service is started again after losing the race for a free port.
+const START_ATTEMPTS: u32 = 5;
+
+/// Runs `start_once(attempt)` until it starts the service, again (up to
+/// [`START_ATTEMPTS`] times) when another process took its port; any other failure ends it.
+pub fn start_with_retries<T>(
+    what: &str,
+    mut start_once: impl FnMut(u32) -> Result<T, StartFailure>,
+) -> Result<T> {
+    let mut last_clash = None;
+    for attempt in 1..=START_ATTEMPTS {
+        match start_once(attempt) {
+            Ok(started) => return Ok(started),
+            Err(StartFailure::PortClash(error)) => last_clash = Some(error),
+            Err(StartFailure::Fatal(error)) => return Err(error),
+        }
+    }
+    let error = last_clash.unwrap_or_else(|| anyhow::anyhow!("no start attempt was made"));
+    Err(error.context(format!(
+        "{what} lost the race for a free port {START_ATTEMPTS} times in a row"
+    )))
+}
+
 /// A benchmark knob from the environment, or `default`.
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)

@@ -46,7 +46,6 @@ use std::{
     env,
     fs::{self, File, OpenOptions},
     io::{Read, Seek, SeekFrom, Write},
-    net::{Ipv4Addr, TcpListener},
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
@@ -55,16 +54,13 @@ use std::{
 };
 
 use super::log_file_tail as log_tail;
+use super::{StartFailure as Failure, start_with_retries};
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use tempfile::TempDir;
 
 /// How long one start attempt may take. sshd is listening within milliseconds; the
 /// margin covers a machine busy compiling.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// Start attempts. Only a lost port race is retried; every other failure is returned
-/// at once.
-const START_ATTEMPTS: u32 = 5;
 
 /// Bound on every helper command (`ssh-keygen`, `sftp`, `sshd -t`).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -151,28 +147,18 @@ impl Sftpd {
         .context("writing authorized_keys")?;
         let host_key = generate_host_key(root, 1)?;
 
-        let mut last_clash = None;
-        for attempt in 1..=START_ATTEMPTS {
-            let port = free_port()?;
-            match start_once(&sshd, root, port, &user, &host_key, attempt) {
-                Ok(child) => {
-                    return Ok(Sftpd {
-                        child,
-                        port,
-                        user,
-                        host_key,
-                        host_keys_made: 1,
-                        dir,
-                    });
-                }
-                Err(Failure::PortClash(error)) => last_clash = Some(error),
-                Err(Failure::Fatal(error)) => return Err(error),
-            }
-        }
-        let error = last_clash.unwrap_or_else(|| anyhow!("no start attempt was made"));
-        Err(error.context(format!(
-            "sshd lost the race for a free port {START_ATTEMPTS} times in a row"
-        )))
+        let (child, port) = start_with_retries("sshd", |attempt| {
+            let port = super::free_port();
+            start_once(&sshd, root, port, &user, &host_key, attempt).map(|child| (child, port))
+        })?;
+        Ok(Sftpd {
+            child,
+            port,
+            user,
+            host_key,
+            host_keys_made: 1,
+            dir,
+        })
     }
 
     /// The address sshd listens on: always `127.0.0.1`.
@@ -420,20 +406,6 @@ impl Drop for Sftpd {
     }
 }
 
-/// Why a start attempt failed: a lost port race is retried, anything else is not.
-enum Failure {
-    PortClash(anyhow::Error),
-    Fatal(anyhow::Error),
-}
-
-impl Failure {
-    fn into_error(self) -> anyhow::Error {
-        match self {
-            Failure::PortClash(error) | Failure::Fatal(error) => error,
-        }
-    }
-}
-
 /// Writes the port-specific files, checks the configuration and starts sshd on `port`.
 fn start_once(
     sshd: &Path,
@@ -546,21 +518,11 @@ fn spawn_and_wait(sshd: &Path, root: &Path, port: u16, label: &str) -> Result<Ch
 
     match wait_until_listening(&mut child, port, &log_path, log_start) {
         Ok(()) => Ok(child),
-        Err(failure) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            let tail = log_tail(&log_path);
-            let describe = |error: anyhow::Error| {
-                error.context(format!(
-                    "sshd ({label}, port {port}) did not start; log {}:\n{tail}",
-                    log_path.display()
-                ))
-            };
-            Err(match failure {
-                Failure::PortClash(error) => Failure::PortClash(describe(error)),
-                Failure::Fatal(error) => Failure::Fatal(describe(error)),
-            })
-        }
+        Err(failure) => Err(failure.after_killing(
+            &mut child,
+            &format!("sshd ({label}, port {port})"),
+            &log_path,
+        )),
     }
 }
 
@@ -800,14 +762,6 @@ fn ensure_privsep_dir() -> Result<()> {
         .with_context(|| format!("creating sshd's privilege-separation directory {PRIVSEP_DIR}"))?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o755))
         .with_context(|| format!("setting the mode of {PRIVSEP_DIR}"))
-}
-
-/// Asks the OS for a free port by binding port 0, then releases it for sshd. Another
-/// process can grab it in between; [`Sftpd::start`] retries when that happens.
-fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .context("binding 127.0.0.1:0 to find a free port")?;
-    Ok(listener.local_addr()?.port())
 }
 
 /// The log from byte `start` on (lossy UTF-8); empty if it cannot be read.

@@ -24,7 +24,7 @@ use std::{
     env,
     fs::{File, OpenOptions},
     io::Write,
-    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
+    net::{Ipv4Addr, SocketAddr, TcpStream},
     path::{Path, PathBuf},
     process::{self, Child, Command, Stdio},
     thread,
@@ -32,6 +32,7 @@ use std::{
 };
 
 use super::log_file_tail as log_tail;
+use super::{StartFailure as Failure, start_with_retries};
 use anyhow::{Context as _, Result, anyhow, bail};
 use rdkafka::{
     ClientConfig,
@@ -42,10 +43,6 @@ use tempfile::TempDir;
 /// How long one start attempt may take before it fails. Tansu is normally ready in
 /// well under a second; the margin covers a machine busy compiling.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Start attempts. Only a lost port race is retried (another process bound the port
-/// between our probe and Tansu's bind); every other failure is returned at once.
-const START_ATTEMPTS: u32 = 5;
 
 /// Bound on each blocking metadata / cluster-id request during the readiness probe.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -71,18 +68,9 @@ impl Tansu {
             .tempdir()
             .context("creating a temporary directory for the Tansu broker")?;
 
-        let mut last_clash = None;
-        for attempt in 1..=START_ATTEMPTS {
-            match start_once(&binary, &dir, attempt) {
-                Ok((child, port)) => return Ok(Tansu { child, port, dir }),
-                Err(Failure::PortClash(error)) => last_clash = Some(error),
-                Err(Failure::Fatal(error)) => return Err(error),
-            }
-        }
-        let error = last_clash.unwrap_or_else(|| anyhow!("no start attempt was made"));
-        Err(error.context(format!(
-            "Tansu lost the race for a free port {START_ATTEMPTS} times in a row"
-        )))
+        let (child, port) =
+            start_with_retries("Tansu", |attempt| start_once(&binary, &dir, attempt))?;
+        Ok(Tansu { child, port, dir })
     }
 
     /// The `bootstrap.servers` value for clients: `127.0.0.1:PORT`.
@@ -156,16 +144,10 @@ pub fn rdkafka_client_config(bootstrap: &str) -> ClientConfig {
     config
 }
 
-/// Why a start attempt failed: a lost port race is retried, anything else is not.
-enum Failure {
-    PortClash(anyhow::Error),
-    Fatal(anyhow::Error),
-}
-
 /// Spawns Tansu on a fresh port and waits until it serves metadata. The child is
 /// killed before any error is returned.
 fn start_once(binary: &Path, dir: &TempDir, attempt: u32) -> Result<(Child, u16), Failure> {
-    let port = free_port().map_err(Failure::Fatal)?;
+    let port = super::free_port();
     // A cluster id unique to this broker lets the readiness probe tell our broker apart
     // from anything else that may have taken the port.
     let cluster_id = format!("credstream-test-{}-{port}", process::id());
@@ -210,21 +192,11 @@ fn start_once(binary: &Path, dir: &TempDir, attempt: u32) -> Result<(Child, u16)
 
     match wait_until_ready(&mut child, port, &cluster_id, &log_path) {
         Ok(()) => Ok((child, port)),
-        Err(failure) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            let tail = log_tail(&log_path);
-            let describe = |error: anyhow::Error| {
-                error.context(format!(
-                    "Tansu (attempt {attempt}, port {port}) did not start; log {}:\n{tail}",
-                    log_path.display()
-                ))
-            };
-            Err(match failure {
-                Failure::PortClash(error) => Failure::PortClash(describe(error)),
-                Failure::Fatal(error) => Failure::Fatal(describe(error)),
-            })
-        }
+        Err(failure) => Err(failure.after_killing(
+            &mut child,
+            &format!("Tansu (attempt {attempt}, port {port})"),
+            &log_path,
+        )),
     }
 }
 
@@ -332,14 +304,6 @@ fn open_log(path: &Path, attempt: u32, command: &Command) -> Result<File> {
     )
     .with_context(|| format!("writing {}", path.display()))?;
     Ok(file)
-}
-
-/// Asks the OS for a free port by binding port 0, then releases it for Tansu. Another
-/// process can grab it in between; [`Tansu::start`] retries when that happens.
-fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .context("binding 127.0.0.1:0 to find a free port")?;
-    Ok(listener.local_addr()?.port())
 }
 
 /// `TANSU_BIN`, else `tansu` on `PATH`, else `$HOME/.cargo/bin/tansu`.
