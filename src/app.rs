@@ -337,49 +337,100 @@ async fn raw_store(config: &Config) -> Result<Arc<dyn RawStore>, crate::Error> {
     })
 }
 
+/// Sends `FileArrived` records from outside the poller (`credstream replay` and
+/// `backfill`): the configured raw store, the arrivals topic's codec from the registry and
+/// one producer, for any number of records.
+pub struct ArrivalSender {
+    raw: Arc<dyn RawStore>,
+    sink: KafkaArrivalSink,
+    producer: OutputProducer,
+    topic: String,
+}
+
+impl ArrivalSender {
+    /// Opens the raw store, looks up the `FileArrived` schema and starts a producer.
+    pub async fn connect(config: &Config) -> Result<ArrivalSender, crate::Error> {
+        let raw = raw_store(config).await?;
+        let registry = Registry::connect(&config.registry_client()?)?;
+        let topic = crate::credit::arrivals_topic(&config.kafka);
+        let codec = registry
+            .codec(
+                &crate::schema::value_subject(&topic),
+                contracts(config)?.get(crate::schema::contracts::FILE_ARRIVED)?,
+            )
+            .await?;
+        let producer = OutputProducer::new(&kafka_client_config(config))?;
+        Ok(ArrivalSender {
+            raw,
+            sink: KafkaArrivalSink::new(producer.clone(), topic.clone(), Arc::new(codec)),
+            producer,
+            topic,
+        })
+    }
+
+    /// The configured raw store.
+    pub fn raw_store(&self) -> Arc<dyn RawStore> {
+        self.raw.clone()
+    }
+
+    /// The sink: [`crate::poller::ArrivalSink::emit`] sends an arrival and returns once
+    /// the broker has it.
+    pub fn sink(&self) -> &KafkaArrivalSink {
+        &self.sink
+    }
+
+    /// The arrivals topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Asks the topology to process the file with `sha256` again from the raw store: sends
+    /// a `FileArrived` record with `replay` set, and returns it once the broker has it.
+    pub async fn replay(&self, sha256: &str) -> Result<crate::credit::FileArrived, crate::Error> {
+        let key = crate::rawstore::key_for(sha256)?;
+        let meta = self.raw.meta(&key).await?;
+        // Reading verifies the bytes against their digest: a replay of damaged bytes stops
+        // here.
+        let object = self.raw.open(&key).await?;
+        let size = std::fs::metadata(object.path())
+            .map_err(|source| crate::rawstore::RawStoreError::Io {
+                op: "stat",
+                key: key.clone(),
+                source,
+            })?
+            .len();
+        drop(object);
+        let arrival = crate::credit::FileArrived {
+            client_id: meta.client_id,
+            source: "replay".into(),
+            path: meta.original_path,
+            size: size as i64,
+            mtime: meta.mtime_ms,
+            sha256: sha256.to_string(),
+            raw_key: key,
+            detected_at: chrono::Utc::now().timestamp_millis(),
+            replay: true,
+        };
+        self.sink.send(&arrival).await?;
+        tracing::info!(sha256, path = %arrival.path, client = %arrival.client_id, "replay requested");
+        Ok(arrival)
+    }
+
+    /// Waits until everything sent is with the broker (each send has waited for its own
+    /// acknowledgement already).
+    pub fn flush(&self) -> Result<(), crate::Error> {
+        Ok(self.producer.flush(Duration::from_secs(10))?)
+    }
+}
+
 /// Asks the topology to process the file with `sha256` again from the raw store: sends a
 /// `FileArrived` record with `replay` set, and returns it once the broker has it.
 pub async fn request_replay(
     config: &Config,
     sha256: &str,
 ) -> Result<crate::credit::FileArrived, crate::Error> {
-    let raw = raw_store(config).await?;
-    let key = crate::rawstore::key_for(sha256)?;
-    let meta = raw.meta(&key).await?;
-    // Reading verifies the bytes against their digest: a replay of damaged bytes stops here.
-    let object = raw.open(&key).await?;
-    let size = std::fs::metadata(object.path())
-        .map_err(|source| crate::rawstore::RawStoreError::Io {
-            op: "stat",
-            key: key.clone(),
-            source,
-        })?
-        .len();
-    drop(object);
-    let registry = Registry::connect(&config.registry_client()?)?;
-    let topic = crate::credit::arrivals_topic(&config.kafka);
-    let codec = registry
-        .codec(
-            &crate::schema::value_subject(&topic),
-            contracts(config)?.get(crate::schema::contracts::FILE_ARRIVED)?,
-        )
-        .await?;
-    let arrival = crate::credit::FileArrived {
-        client_id: meta.client_id,
-        source: "replay".into(),
-        path: meta.original_path,
-        size: size as i64,
-        mtime: meta.mtime_ms,
-        sha256: sha256.to_string(),
-        raw_key: key,
-        detected_at: chrono::Utc::now().timestamp_millis(),
-        replay: true,
-    };
-    let producer = OutputProducer::new(&kafka_client_config(config))?;
-    KafkaArrivalSink::new(producer.clone(), topic, Arc::new(codec))
-        .send(&arrival)
-        .await?;
-    producer.flush(Duration::from_secs(10))?;
-    tracing::info!(sha256, path = %arrival.path, client = %arrival.client_id, "replay requested");
+    let sender = ArrivalSender::connect(config).await?;
+    let arrival = sender.replay(sha256).await?;
+    sender.flush()?;
     Ok(arrival)
 }

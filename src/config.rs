@@ -22,7 +22,7 @@ use crate::streams::ProcessingGuarantee;
 pub const ENV_PREFIX: &str = "CREDSTREAM_";
 
 /// Variables with the prefix that are not configuration keys.
-const ENV_NOT_KEYS: &[&str] = &["log", "log_format", "config"];
+const ENV_NOT_KEYS: &[&str] = &["log", "log_format", "config", "api", "token"];
 
 /// Errors found while loading or validating the configuration.
 #[derive(Debug, thiserror::Error)]

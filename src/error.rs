@@ -49,6 +49,8 @@ pub enum Error {
     Streams(#[from] crate::streams::StreamsError),
     #[error(transparent)]
     Credit(#[from] crate::credit::CreditError),
+    #[error(transparent)]
+    Client(#[from] crate::api_client::ClientError),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -67,6 +69,7 @@ impl Error {
             Error::Poller(e) => e.kind(),
             Error::Streams(e) => e.kind(),
             Error::Credit(e) => e.kind(),
+            Error::Client(e) => e.kind(),
             Error::Io { .. } => ErrorKind::External,
         }
     }

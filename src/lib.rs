@@ -16,7 +16,9 @@
 //! - [`samples`]: synthetic issuer files for the demo and tests.
 //! - [`app`]: wires the roles together for `credstream run`; [`demo`] for `credstream demo`.
 
+pub mod api_client;
 pub mod app;
+pub mod backfill;
 pub mod cli;
 pub mod config;
 pub mod credit;
@@ -26,8 +28,10 @@ pub mod formats;
 pub mod inspect;
 pub mod metrics;
 pub mod poller;
+pub mod progress;
 pub mod query;
 pub mod rawstore;
+pub mod replay;
 pub mod samples;
 pub mod schema;
 pub mod streams;

@@ -3,10 +3,12 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use credstream::cli::{Cli, Command, LogFormat, TopologyAction};
+use credstream::api_client::ApiClient;
+use credstream::cli::{ApiArgs, Cli, Command, LogFormat, TopologyAction};
 use credstream::config::Config;
 use credstream::{Error, ErrorKind, app, demo};
 use tokio_util::sync::CancellationToken;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -38,6 +40,8 @@ fn main() -> ExitCode {
 fn init_logging(cli: &Cli) {
     let default = match cli.command {
         Command::Demo { .. } => "error",
+        // A client prints its own errors; its stdout is the API's JSON.
+        Command::Query(_) => "off",
         _ => "info",
     };
     let directives = cli.log.as_deref().unwrap_or(default);
@@ -45,9 +49,17 @@ fn init_logging(cli: &Cli) {
         eprintln!("warning: bad --log filter {directives:?} ({e}); using {default}");
         tracing_subscriber::EnvFilter::new(default)
     });
+    // Commands that draw progress bars log through a writer that lifts the bars for each
+    // line; the others write to standard error directly, as always.
+    let writer = match cli.command {
+        Command::Gen { .. } | Command::Backfill(_) | Command::Replay(_) | Command::Query(_) => {
+            BoxMakeWriter::new(credstream::progress::LogWriter)
+        }
+        _ => BoxMakeWriter::new(std::io::stderr),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match cli.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -66,6 +78,15 @@ fn cancel_on_signal(token: CancellationToken) {
         tracing::info!("signal received; shutting down");
         token.cancel();
     });
+}
+
+/// The query API client of `--api` and `--token-file`, or the CREDSTREAM_TOKEN variable.
+fn api_client(args: &ApiArgs) -> Result<ApiClient, Error> {
+    let token = ApiClient::token(
+        args.token_file.as_deref(),
+        std::env::var("CREDSTREAM_TOKEN").ok(),
+    )?;
+    Ok(ApiClient::new(&args.api, token)?)
 }
 
 async fn run(command: Command) -> Result<(), Error> {
@@ -113,14 +134,22 @@ async fn run(command: Command) -> Result<(), Error> {
             }
             Ok(())
         }
-        Command::Replay { config, sha256 } => {
-            let config = Config::load(Some(&config))?;
-            let arrival = app::request_replay(&config, &sha256).await?;
-            println!(
-                "replay requested: {} ({} bytes, client {}); follow it at /v1/files/{}",
-                arrival.path, arrival.size, arrival.client_id, arrival.sha256
-            );
-            Ok(())
+        Command::Replay(args) => {
+            let config = Config::load(Some(&args.config))?;
+            let api = if args.quarantined || args.wait {
+                Some(api_client(&args.api)?)
+            } else {
+                None
+            };
+            credstream::replay::run(&config, args, api).await
+        }
+        Command::Backfill(args) => {
+            let config = Config::load(Some(&args.config))?;
+            credstream::backfill::run(&config, &args).await
+        }
+        Command::Query(args) => {
+            let api = api_client(&args.api)?;
+            credstream::api_client::run(&api, args).await
         }
         Command::Demo {
             dir,

@@ -203,12 +203,12 @@ fn mtime_ms(meta: &std::fs::Metadata) -> i64 {
     meta.mtime() * 1000 + meta.mtime_nsec() / 1_000_000
 }
 
-type Walked = (Vec<(PathBuf, u64, i64)>, Vec<Refused>);
+pub(crate) type Walked = (Vec<(PathBuf, u64, i64)>, Vec<Refused>);
 
 /// Regular files under `root`, relative to it, and the entries refused on the way
 /// ([`super::judge`]). Symbolic links are never followed: a link could lead out of the
 /// landing area.
-fn walk(root: &Path, skip: Option<&Path>) -> Result<Walked, (PathBuf, std::io::Error)> {
+pub(crate) fn walk(root: &Path, skip: Option<&Path>) -> Result<Walked, (PathBuf, std::io::Error)> {
     use std::os::unix::ffi::OsStrExt;
     let mut files = Vec::new();
     let mut refused = Vec::new();

@@ -22,7 +22,7 @@
 //! agreed on its size and modification time, and only if it did not change while it was
 //! being read.
 
-mod local;
+pub(crate) mod local;
 mod sftp;
 mod state;
 
@@ -216,7 +216,11 @@ fn display_entry(dir: &Path, name: &[u8]) -> String {
 /// A walk's outcome, `(path under the root, size, mtime ms)` for each file taken, as a
 /// [`Listed`]: the first path component is the client; a file directly under the root
 /// belongs to no client and is left in place, with a warning.
-fn listed(source: &str, files: Vec<(PathBuf, u64, i64)>, mut refused: Vec<Refused>) -> Listed {
+pub(crate) fn listed(
+    source: &str,
+    files: Vec<(PathBuf, u64, i64)>,
+    mut refused: Vec<Refused>,
+) -> Listed {
     let mut listings = Vec::with_capacity(files.len());
     for (path, size, mtime_ms) in files {
         let mut parts = path.components();
@@ -680,23 +684,26 @@ impl Poller {
 }
 
 /// What reads, hashes and archives files: the parts of a poller its read tasks share.
-struct Archiver {
-    source: Arc<dyn Source>,
-    raw: Arc<dyn RawStore>,
-    spool: PathBuf,
+pub(crate) struct Archiver {
+    pub(crate) source: Arc<dyn Source>,
+    pub(crate) raw: Arc<dyn RawStore>,
+    pub(crate) spool: PathBuf,
 }
 
 /// A file whose bytes are in the raw store, to be emitted.
-struct Archived {
-    listing: Listing,
-    sha256: String,
-    raw_key: String,
+pub(crate) struct Archived {
+    pub(crate) listing: Listing,
+    pub(crate) sha256: String,
+    pub(crate) raw_key: String,
 }
 
 impl Archiver {
     /// Reads a stable file into the spool while hashing it, checks it did not change
     /// meanwhile and puts it in the raw store. `None` when it changed while being read.
-    async fn archive(self: Arc<Self>, listing: Listing) -> Result<Option<Archived>, PollerError> {
+    pub(crate) async fn archive(
+        self: Arc<Self>,
+        listing: Listing,
+    ) -> Result<Option<Archived>, PollerError> {
         let (staged, sha256) = self.stage(&listing).await?;
         if self.source.stat(&listing).await? != (listing.size, listing.mtime_ms) {
             tracing::info!(source = self.source.name(), path = %listing.display, "file changed while being read; waiting for it to settle");
@@ -797,7 +804,7 @@ impl<T> Future for AbortOnDrop<T> {
 
 /// Removes spool files a dead process left (a crash mid-read): a spool file is named
 /// `<pid>-<random>.part`, and one whose process no longer runs is no one's.
-fn clear_spool(spool: &Path) {
+pub(crate) fn clear_spool(spool: &Path) {
     let Ok(entries) = std::fs::read_dir(spool) else {
         return;
     };

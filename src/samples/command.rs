@@ -1,10 +1,13 @@
 //! `credstream gen`: checks the arguments (a bad one is a configuration error, exit code
-//! 2) and streams the file to its output, with progress on standard error.
+//! 2) and streams the file to its output, with a progress bar on standard error when it is
+//! a terminal and a summary line there at the end in any case.
 
 use std::io::Write;
 use std::path::Path;
+use std::time::Instant;
 
 use chrono::NaiveDate;
+use indicatif::ProgressBar;
 
 use super::month::MonthProgress;
 use super::{
@@ -17,6 +20,7 @@ use crate::cli::{
     Metro2TrailerFaultArg, TrailerFaultArg,
 };
 use crate::config::ConfigError;
+use crate::progress;
 
 /// Runs `credstream gen <kind>`.
 pub fn run_gen(kind: GenKind) -> Result<(), Error> {
@@ -41,8 +45,9 @@ fn month_arg(text: &str) -> Result<Month, Error> {
     text.parse().map_err(|e| invalid(format!("--month: {e}")))
 }
 
-/// The output: standard output for `-`, else the file, created.
-fn sink(out: &Path) -> Result<std::io::BufWriter<Box<dyn Write>>, Error> {
+/// The output: standard output for `-`, else the file, created; the bytes written through
+/// it are counted for the summary.
+fn sink(out: &Path) -> Result<std::io::BufWriter<Counting<Box<dyn Write>>>, Error> {
     let sink: Box<dyn Write> = if out.as_os_str() == "-" {
         Box::new(std::io::stdout().lock())
     } else {
@@ -51,20 +56,76 @@ fn sink(out: &Path) -> Result<std::io::BufWriter<Box<dyn Write>>, Error> {
                 .map_err(|e| Error::io(format!("creating {}", out.display()), e))?,
         )
     };
-    Ok(std::io::BufWriter::with_capacity(1 << 16, sink))
+    Ok(std::io::BufWriter::with_capacity(
+        1 << 16,
+        Counting {
+            inner: sink,
+            bytes: 0,
+        },
+    ))
+}
+
+/// A writer that counts the bytes it passes on.
+struct Counting<W> {
+    inner: W,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 fn write_error(e: std::io::Error) -> Error {
     Error::io("writing the generated file", e)
 }
 
-/// Progress every 100 000 records, on standard error.
-fn report(records: usize) -> impl FnMut(usize) {
-    move |n| {
+/// The progress of one generated file: a bar over its records (moved every 100 000, as
+/// the generators report), and the summary line once it is written.
+struct Progress {
+    kind: &'static str,
+    bar: ProgressBar,
+    began: Instant,
+}
+
+impl Progress {
+    fn new(kind: &'static str, records: usize) -> Progress {
+        Progress {
+            kind,
+            bar: progress::counter("gen", records as u64, "records"),
+            began: Instant::now(),
+        }
+    }
+
+    /// The generators' progress callback.
+    fn report(&self) -> impl FnMut(usize) + use<> {
+        let bar = self.bar.clone();
+        move |n| bar.set_position(n as u64)
+    }
+
+    /// Clears the bar and prints `gen <kind>: <records> records, <bytes> bytes to <out> in
+    /// <seconds> s (<rate> records/s)` on standard error: what scripts read.
+    fn finish(self, records: usize, out: &std::io::BufWriter<Counting<Box<dyn Write>>>, to: &Path) {
+        self.bar.finish_and_clear();
+        let seconds = self.began.elapsed().as_secs_f64();
+        let to = if to.as_os_str() == "-" {
+            "standard output".to_string()
+        } else {
+            to.display().to_string()
+        };
         eprintln!(
-            "gen: {n} of {records} records ({}%)",
-            n * 100 / records.max(1)
-        )
+            "gen {}: {records} records, {} bytes to {to} in {seconds:.2} s ({:.0} records/s)",
+            self.kind,
+            out.get_ref().bytes,
+            records as f64 / seconds.max(1e-9)
+        );
     }
 }
 
@@ -73,13 +134,14 @@ fn accounts(args: GenAccounts) -> Result<(), Error> {
     let mut out = sink(&args.out)?;
     let extra: Vec<&str> = args.extra_columns.iter().map(String::as_str).collect();
     let records = args.records;
+    let progress = Progress::new("accounts", records);
     let balances = write_accounts(
         &mut out,
         records,
         args.seed,
         &args.cycle_end,
         &extra,
-        report(records),
+        progress.report(),
     )
     .map_err(write_error)?;
     if args.trailer || args.bad_trailer.is_some() {
@@ -91,7 +153,9 @@ fn accounts(args: GenAccounts) -> Result<(), Error> {
         out.write_all(accounts_trailer(rows, total).as_bytes())
             .map_err(write_error)?;
     }
-    out.flush().map_err(write_error)
+    out.flush().map_err(write_error)?;
+    progress.finish(records, &out, &args.out);
+    Ok(())
 }
 
 fn transactions(args: GenTransactions) -> Result<(), Error> {
@@ -118,8 +182,11 @@ fn transactions(args: GenTransactions) -> Result<(), Error> {
     };
     spec.check().map_err(invalid)?;
     let mut out = sink(&args.out)?;
-    write_transactions(&mut out, &spec, report(spec.records)).map_err(write_error)?;
-    out.flush().map_err(write_error)
+    let progress = Progress::new("transactions", spec.records);
+    write_transactions(&mut out, &spec, progress.report()).map_err(write_error)?;
+    out.flush().map_err(write_error)?;
+    progress.finish(spec.records, &out, &args.out);
+    Ok(())
 }
 
 fn metro2(args: GenMetro2) -> Result<(), Error> {
@@ -131,8 +198,11 @@ fn metro2(args: GenMetro2) -> Result<(), Error> {
     };
     spec.check().map_err(invalid)?;
     let mut out = sink(&args.out)?;
-    write_metro2(&mut out, &spec, report(spec.accounts)).map_err(write_error)?;
-    out.flush().map_err(write_error)
+    let progress = Progress::new("metro2", spec.accounts);
+    write_metro2(&mut out, &spec, progress.report()).map_err(write_error)?;
+    out.flush().map_err(write_error)?;
+    progress.finish(spec.accounts, &out, &args.out);
+    Ok(())
 }
 
 fn month(args: GenMonth) -> Result<(), Error> {
@@ -160,21 +230,36 @@ fn month(args: GenMonth) -> Result<(), Error> {
             client_dir.display()
         )));
     }
-    let manifest = write_month_with_progress(&args.out, &spec, |p| match p {
+    // The month's total is not known ahead (corrections and resends vary): a spinner
+    // counts the records of the files written so far and of the one being written.
+    let spinner = progress::spinner("gen month", "records");
+    let began = Instant::now();
+    let mut written = 0u64;
+    let mut files = 0u64;
+    let result = write_month_with_progress(&args.out, &spec, |p| match p {
         MonthProgress::Records { file, records } => {
-            eprintln!("gen: {}: {records} records", file.display())
+            spinner.set_message(file.display().to_string());
+            spinner.set_position(written + records as u64);
         }
-        MonthProgress::Written { file, records } => {
-            eprintln!("gen: wrote {} ({records} records)", file.display())
+        MonthProgress::Written { records, .. } => {
+            written += records as u64;
+            files += 1;
+            spinner.set_position(written);
         }
-    })
-    .map_err(|e| Error::io(format!("writing the month in {}", client_dir.display()), e))?;
+    });
+    spinner.finish_and_clear();
+    let manifest = result
+        .map_err(|e| Error::io(format!("writing the month in {}", client_dir.display()), e))?;
     let stdout = std::io::stdout();
     let mut stdout = stdout.lock();
     for file in &manifest.files {
         writeln!(stdout, "{}", file.display()).map_err(write_error)?;
     }
     let expected = &manifest.expected;
+    eprintln!(
+        "gen month: {written} records in {files} files written in {:.2} s",
+        began.elapsed().as_secs_f64()
+    );
     eprintln!(
         "gen: {} files to deliver in the order printed; {} held, {} balance mismatches expected \
          ({} planted): {}",

@@ -444,3 +444,72 @@ pub fn python_clients(
         )
     })
 }
+
+/// A child process killed when the test ends, also when it fails half-way.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// `credstream demo` serving its query API on a free port, in `<dir>/demo`.
+pub struct ServingDemo {
+    pub process: KillOnDrop,
+    pub dir: PathBuf,
+    /// The API's base URL.
+    pub api: String,
+    /// Every line it printed until it said it serves.
+    pub printed: String,
+}
+
+impl ServingDemo {
+    /// Starts the demo and reads what it prints until it serves.
+    pub fn start(dir: &Path) -> Result<ServingDemo> {
+        use std::io::{BufRead, BufReader};
+        let demo_dir = dir.join("demo");
+        let mut process = KillOnDrop(
+            Command::new(env!("CARGO_BIN_EXE_credstream"))
+                .args(["demo", "--listen", "127.0.0.1:0", "--dir"])
+                .arg(&demo_dir)
+                .env("CREDSTREAM_LOG", "warn")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()?,
+        );
+        let mut printed = String::new();
+        for line in BufReader::new(process.0.stdout.take().unwrap()).lines() {
+            let line = line?;
+            printed.push_str(&line);
+            printed.push('\n');
+            if line.starts_with("Serving until Ctrl-C") {
+                let api = printed_value(&printed, "Query API:")
+                    .map(|url| url.trim_end_matches("/v1/files").to_string())
+                    .with_context(|| format!("the demo printed no query API URL:\n{printed}"))?;
+                return Ok(ServingDemo {
+                    process,
+                    dir: demo_dir,
+                    api,
+                    printed,
+                });
+            }
+        }
+        bail!("the demo ended before serving:\n{printed}")
+    }
+
+    /// The value the demo printed after `label` (e.g. `"Registry:"`).
+    pub fn printed(&self, label: &str) -> Option<&str> {
+        printed_value(&self.printed, label)
+    }
+}
+
+fn printed_value<'a>(printed: &'a str, label: &str) -> Option<&'a str> {
+    printed
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(label))
+        .map(str::trim)
+}
