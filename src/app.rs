@@ -131,6 +131,22 @@ pub async fn start(config: &Config, roles: &[Role]) -> Result<RunningApp, crate:
     };
 
     let catalog = catalog(config)?;
+    for d in &config.deliveries {
+        if !catalog.categories().iter().any(|c| c.name == d.category) {
+            return Err(crate::config::ConfigError::Invalid(format!(
+                "deliveries: {} expects category {:?}, which no layout defines ({})",
+                d.client,
+                d.category,
+                catalog
+                    .categories()
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+            .into());
+        }
+    }
     let contracts = contracts(config)?;
     let raw = raw_store(config).await?;
     let mut settings = config.registry_client()?;
@@ -152,6 +168,7 @@ pub async fn start(config: &Config, roles: &[Role]) -> Result<RunningApp, crate:
     let mut stores = StoreRegistry::default();
     let mut status = None;
     let mut metadata = None;
+    let mut standby_stores = StoreRegistry::default();
     // Bind the query API first: its address is published for interactive queries.
     let query_listener = if roles.contains(&Role::Query) {
         Some(
@@ -186,11 +203,15 @@ pub async fn start(config: &Config, roles: &[Role]) -> Result<RunningApp, crate:
         let runtime = StreamsRuntime::new(
             settings,
             client.clone(),
-            credit.topology(),
+            credit
+                .clone()
+                .expecting(config.deliveries.clone())
+                .topology(),
             producer.clone(),
         )
         .await?;
         stores = runtime.registry();
+        standby_stores = runtime.standby_registry();
         status = Some(runtime.status());
         metadata = Some(runtime.metadata());
         let token = shutdown.clone();
@@ -233,12 +254,21 @@ pub async fn start(config: &Config, roles: &[Role]) -> Result<RunningApp, crate:
 
     if let (Some(listener), Some(addr)) = (query_listener, query_addr) {
         tracing::info!(url = %format!("http://{addr}"), "query API listening");
-        let state = QueryState {
-            stores: stores.clone(),
-            runtime: status.clone(),
-            metadata,
-            metrics,
-        };
+        let audit_path = config
+            .query
+            .audit_log
+            .clone()
+            .unwrap_or_else(|| config.app.state_dir.join("audit").join("query.jsonl"));
+        let audit =
+            crate::query::Audit::open(&audit_path).map_err(io("opening the query audit log"))?;
+        let auth = crate::query::Auth::from_config(&config.query.auth)?;
+        tracing::info!(audit_log = %audit_path.display(), tokens = config.query.auth.tokens.len(), "query audit log open");
+        let mut state = QueryState::new(stores.clone(), metrics)
+            .with_auth(auth)
+            .with_audit(audit);
+        if let (Some(status), Some(metadata)) = (status.clone(), metadata) {
+            state = state.with_runtime(status, metadata, standby_stores);
+        }
         let token = shutdown.clone();
         tasks.spawn(async move {
             crate::query::serve(listener, state, async move { token.cancelled().await })

@@ -64,6 +64,63 @@ pub struct Config {
     pub query: QueryConfig,
     /// Where file categories and Avro contracts are read from.
     pub topology: TopologyConfig,
+    /// Deliveries expected on a schedule: each exports its cutoff and its latest accepted
+    /// file, for the `ExpectedFileMissing` alert.
+    pub deliveries: Vec<DeliveryConfig>,
+}
+
+/// A delivery expected every day by a cutoff: `client` sends a file of `category`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    pub client: String,
+    pub category: String,
+    /// `HH:MM`, UTC: by then a file must have been accepted (processed, possibly with some
+    /// records quarantined).
+    pub cutoff: String,
+    /// A file accepted within this many hours before the cutoff counts. Default 24.
+    #[serde(default = "default_window_hours")]
+    pub window_hours: u32,
+    /// No delivery on Saturdays and Sundays: Monday's cutoff follows Friday's.
+    #[serde(default)]
+    pub weekdays_only: bool,
+}
+
+fn default_window_hours() -> u32 {
+    24
+}
+
+impl DeliveryConfig {
+    /// The cutoff as minutes after midnight UTC.
+    pub fn cutoff_minutes(&self) -> Option<u32> {
+        let (h, m) = self.cutoff.split_once(':')?;
+        let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+        (h < 24 && m < 60 && self.cutoff.len() == 5).then_some(h * 60 + m)
+    }
+
+    /// The latest cutoff at or before `now_ms`, in Unix milliseconds.
+    pub fn deadline_ms(&self, now_ms: i64) -> i64 {
+        use chrono::{Datelike, TimeZone, Weekday};
+        let minutes = i64::from(self.cutoff_minutes().unwrap_or(0));
+        let now = chrono::Utc
+            .timestamp_millis_opt(now_ms)
+            .single()
+            .unwrap_or_default();
+        let mut day = now.date_naive();
+        loop {
+            let at = day
+                .and_hms_opt(0, 0, 0)
+                .expect("midnight exists")
+                .and_utc()
+                .timestamp_millis()
+                + minutes * 60_000;
+            let weekend = matches!(day.weekday(), Weekday::Sat | Weekday::Sun);
+            if at <= now_ms && !(self.weekdays_only && weekend) {
+                return at;
+            }
+            day = day.pred_opt().expect("a day before");
+        }
+    }
 }
 
 /// Application identity and local state.
@@ -549,6 +606,11 @@ pub struct QueryConfig {
     /// `host:port` other replicas reach this one's API at, for routing queries. Default:
     /// the listen address.
     pub advertised: Option<String>,
+    /// Every query is appended here as a JSON line (who, what, when, outcome). Default:
+    /// `<app.state_dir>/audit/query.jsonl`.
+    pub audit_log: Option<PathBuf>,
+    /// Bearer tokens. Without any, the API is open (requests are audited as `anonymous`).
+    pub auth: QueryAuthConfig,
 }
 
 impl Default for QueryConfig {
@@ -556,8 +618,35 @@ impl Default for QueryConfig {
         QueryConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             advertised: None,
+            audit_log: None,
+            auth: QueryAuthConfig::default(),
         }
     }
+}
+
+/// Bearer-token authentication of the query API. `/healthz`, `/readyz` and `/metrics`
+/// stay open for probes and scrapers.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryAuthConfig {
+    /// Tokens, stored as the hex SHA-256 of the token (tokens are random, at least 32
+    /// bytes, e.g. `openssl rand -hex 32`; store `printf %s "$TOKEN" | sha256sum`).
+    pub tokens: Vec<TokenConfig>,
+    /// The token replicas present to each other when routing a query (a file holding
+    /// the token itself, the same on every replica). Required when `tokens` is not empty.
+    pub peer_token_file: Option<PathBuf>,
+}
+
+/// One bearer token and what it may read.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Who holds it: named in the audit log.
+    pub name: String,
+    /// Lower-case hex SHA-256 of the token.
+    pub sha256: String,
+    /// Clients whose data it may read; `"*"` for all.
+    pub clients: Vec<String>,
 }
 
 /// Where categories and contracts come from.
@@ -622,6 +711,40 @@ impl Config {
             ));
         }
         self.raw_store.validate()?;
+        for (i, d) in self.deliveries.iter().enumerate() {
+            if d.cutoff_minutes().is_none() {
+                return invalid(format!(
+                    "deliveries[{i}].cutoff must be HH:MM (UTC), got {:?}",
+                    d.cutoff
+                ));
+            }
+            if d.window_hours == 0 || d.client.is_empty() || d.category.is_empty() {
+                return invalid(format!(
+                    "deliveries[{i}] needs a client, a category and window_hours above 0"
+                ));
+            }
+        }
+        for (i, t) in self.query.auth.tokens.iter().enumerate() {
+            if t.sha256.len() != 64 || !t.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return invalid(format!(
+                    "query.auth.tokens[{i}] ({}): sha256 must be the 64 hex digits of the token's SHA-256",
+                    t.name
+                ));
+            }
+            if t.clients.is_empty() {
+                return invalid(format!(
+                    "query.auth.tokens[{i}] ({}): clients must name at least one client, or \"*\"",
+                    t.name
+                ));
+            }
+        }
+        if !self.query.auth.tokens.is_empty() && self.query.auth.peer_token_file.is_none() {
+            return invalid(
+                "query.auth.peer_token_file is required with query.auth.tokens: replicas \
+                 present it to each other when routing queries"
+                    .into(),
+            );
+        }
         for (name, source) in &self.sources {
             if source.max_concurrent_reads == 0 {
                 return invalid(format!(
@@ -724,6 +847,45 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_delivery_deadline_is_the_latest_passed_cutoff() {
+        let at = |text: &str| {
+            chrono::DateTime::parse_from_rfc3339(text)
+                .unwrap()
+                .timestamp_millis()
+        };
+        let mut d = DeliveryConfig {
+            client: "acme-bank".into(),
+            category: "card.transactions".into(),
+            cutoff: "06:00".into(),
+            window_hours: 24,
+            weekdays_only: false,
+        };
+        // Wednesday 2026-11-25.
+        assert_eq!(
+            d.deadline_ms(at("2026-11-25T07:00:00Z")),
+            at("2026-11-25T06:00:00Z")
+        );
+        assert_eq!(
+            d.deadline_ms(at("2026-11-25T05:59:59Z")),
+            at("2026-11-24T06:00:00Z")
+        );
+        assert_eq!(
+            d.deadline_ms(at("2026-11-25T06:00:00Z")),
+            at("2026-11-25T06:00:00Z")
+        );
+        // Monday 2026-11-30 before the cutoff: Friday's, when weekends have none.
+        d.weekdays_only = true;
+        assert_eq!(
+            d.deadline_ms(at("2026-11-30T05:00:00Z")),
+            at("2026-11-27T06:00:00Z")
+        );
+        for bad in ["6:00", "24:00", "06:60", "0600", "06:00:00"] {
+            d.cutoff = bad.into();
+            assert_eq!(d.cutoff_minutes(), None, "{bad}");
+        }
+    }
 
     fn write(dir: &Path, text: &str) -> PathBuf {
         let path = dir.join("credstream.toml");

@@ -103,6 +103,17 @@ pub async fn run(
     config
         .sources
         .insert("landing".into(), SourceConfig::local(landing.clone(), 300));
+    // Expected deliveries, for the ExpectedFileMissing alert: acme-bank's daily postings
+    // arrive; a second client's never do.
+    for client in [CLIENT, "globex-bank"] {
+        config.deliveries.push(crate::config::DeliveryConfig {
+            client: client.into(),
+            category: "card.transactions".into(),
+            cutoff: "06:00".into(),
+            window_hours: 24,
+            weekdays_only: false,
+        });
+    }
 
     let cluster = MockCluster::new(1)
         .map_err(|e| crate::streams::StreamsError::kafka("start the mock cluster", e))?;

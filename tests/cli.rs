@@ -3,8 +3,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
@@ -109,44 +108,11 @@ fn the_demo_refuses_to_empty_a_directory_it_did_not_make() -> Result<()> {
     Ok(())
 }
 
-/// A child process killed when the test ends, also when it fails half-way.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
 /// Starts `credstream demo` serving its API on a free port; returns the process and the
 /// API's base URL once it says it is serving.
-fn serving_demo(dir: &std::path::Path) -> Result<(KillOnDrop, String)> {
-    let mut child = KillOnDrop(
-        credstream()
-            .args(["demo", "--listen", "127.0.0.1:0", "--dir"])
-            .arg(dir.join("demo"))
-            .env("CREDSTREAM_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
-    // Read the printed URLs until the demo says it is serving.
-    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
-    let mut api = None;
-    for line in lines.by_ref() {
-        let line = line?;
-        if let Some(url) = line.trim().strip_prefix("Query API:") {
-            api = Some(url.trim().trim_end_matches("/v1/files").to_string());
-        }
-        if line.starts_with("Serving until Ctrl-C") {
-            break;
-        }
-    }
-    let api = api.context("the demo printed no query API URL")?;
-    Ok((child, api))
+fn serving_demo(dir: &std::path::Path) -> Result<(support::KillOnDrop, String)> {
+    let demo = support::ServingDemo::start(dir)?;
+    Ok((demo.process, demo.api))
 }
 
 #[test]
@@ -167,6 +133,8 @@ fn schemathesis_finds_no_server_error_and_no_departure_from_the_openapi_document
             "1",
         ])
         .env("NO_COLOR", "1")
+        // Its cache of crashes goes with the test's directory, not the checkout.
+        .current_dir(dir.path())
         .output()
         .with_context(|| format!("running {}", st.display()))?;
     let report = String::from_utf8_lossy(&out.stdout);
@@ -176,7 +144,7 @@ fn schemathesis_finds_no_server_error_and_no_departure_from_the_openapi_document
         String::from_utf8_lossy(&out.stderr)
     );
     // It did test every operation, and generated a fair number of cases.
-    ensure!(report.contains("Tested: 11"), "{report}");
+    ensure!(report.contains("Tested: 12"), "{report}");
     let generated: u64 = report
         .lines()
         .find_map(|l| {
@@ -326,7 +294,7 @@ fn topology_describe_prints_text_mermaid_and_dot() -> Result<()> {
     let text = run("text")?;
     for part in [
         "Source: credstream.file-arrivals",
-        "Processor: file-processor (stores: [dedup, ledger, versions, accounts, balances, postings])",
+        "Processor: file-processor (stores: [dedup, ledger, versions, accounts, balances, postings, quarantine])",
         "Sink: credstream.card.accounts",
         "Sink: credstream.card.transactions",
         "Sink: credstream.metro2.base",

@@ -9,10 +9,16 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use apache_avro::types::Value;
 use serde_json::Value as Json;
 use support::{Credstream, decode_all, field, free_port, get_json, read_topic, unique, wait_for};
+
+/// Bearer tokens of the deployment: an operator reading every client, an analyst of
+/// `bank-0` only, and the replicas' own token (at least 32 characters).
+const OPS_TOKEN: &str = "ops-0123456789abcdef0123456789abcdef";
+const ANALYST_TOKEN: &str = "analyst-0123456789abcdef0123456789abcd";
+const PEER_TOKEN: &str = "peer-0123456789abcdef0123456789abcdef";
 
 use credstream::rawstore::sha256_hex;
 use credstream::samples::account_master_csv;
@@ -138,14 +144,30 @@ kind = "local"
 path = "{root}/landing"
 poll_interval_ms = 200
 
+[query.auth]
+peer_token_file = "{root}/peer-token"
+
+[[query.auth.tokens]]
+name = "ops"
+sha256 = "{ops}"
+clients = ["*"]
+
+[[query.auth.tokens]]
+name = "bank-0-analyst"
+sha256 = "{analyst}"
+clients = ["bank-0"]
+
 {tokenisation}
 "#,
                 tokenisation = support::tokenisation_section(&root)?,
+                ops = sha256_hex(OPS_TOKEN.as_bytes()),
+                analyst = sha256_hex(ANALYST_TOKEN.as_bytes()),
                 tansu_properties = support::tansu::PIPELINE_PROPERTIES,
                 root = root.display(),
                 bootstrap = tansu.bootstrap(),
             ),
         )?;
+        std::fs::write(root.join("peer-token"), PEER_TOKEN)?;
         let config_arg = config.display().to_string();
         let poller = Credstream::spawn(
             &["run", "--config", &config_arg, "--role", "poller"],
@@ -255,23 +277,33 @@ poll_interval_ms = 200
         (all == (0..PARTITIONS as i64).collect::<Vec<_>>()).then_some(owners)
     }
 
-    /// Every ledger entry, from every live replica; fails if two replicas serve one.
+    /// The whole ledger, as every live replica answers it: each routes to the owners of the
+    /// partitions it does not hold, so all must give the same entries.
     async fn ledger(&self) -> Result<Vec<Json>> {
-        let mut by_key: BTreeMap<String, (usize, Json)> = BTreeMap::new();
+        let mut answers: Vec<(usize, BTreeMap<String, Json>)> = Vec::new();
         for i in self.live() {
-            let (status, body) = get_json(&format!("{}/v1/files?limit=1000", self.url(i)))
-                .await
-                .context("a replica stopped answering")?;
+            let (status, body, _) =
+                get_as(OPS_TOKEN, &format!("{}/v1/files?limit=1000", self.url(i)))
+                    .await
+                    .context("a replica stopped answering")?;
             ensure!(status == 200, "replica {i}: {body}");
             ensure!(body["next_cursor"].is_null(), "more than one page");
-            for entry in body["files"].as_array().unwrap() {
-                let key = entry["key"].as_str().unwrap().to_string();
-                if let Some((other, _)) = by_key.insert(key.clone(), (i, entry.clone())) {
-                    bail!("ledger entry {key} is served by replicas {other} and {i}");
-                }
-            }
+            let entries = body["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| (e["key"].as_str().unwrap().to_string(), e.clone()))
+                .collect();
+            answers.push((i, entries));
         }
-        Ok(by_key.into_values().map(|(_, e)| e).collect())
+        let (first, ledger) = answers.first().context("no live replica")?;
+        for (i, other) in &answers[1..] {
+            ensure!(
+                other == ledger,
+                "replicas {first} and {i} answer different ledgers"
+            );
+        }
+        Ok(ledger.values().cloned().collect())
     }
 
     /// Waits until the replicas have settled and the ledger holds `n` entries.
@@ -325,7 +357,7 @@ poll_interval_ms = 200
                 Duration::from_secs(30),
                 "a current replica table",
                 || async {
-                    let (status, body) = get_json(&url).await?;
+                    let (status, body, _) = get_as(OPS_TOKEN, &url).await?;
                     let current = (status == 200)
                         && body["partitions"].as_array()?.iter().all(|p| {
                             let partition = p["partition"].as_i64().unwrap_or(-1);
@@ -512,6 +544,338 @@ async fn fifty_kill_and_restart_cycles_lose_and_double_count_nothing() -> Result
     let repeats = d.check_outputs(&drops).await?;
     eprintln!(
         "{CYCLES} kill -9/restart cycles: {repeats} repeated output deliveries, 0 lost, 0 double-counted"
+    );
+    Ok(())
+}
+
+/// GET `url` with a bearer token: status, JSON body and headers.
+async fn get_as(token: &str, url: &str) -> Option<(u16, Json, reqwest::header::HeaderMap)> {
+    let response = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .ok()?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    Some((status, response.json().await.ok()?, headers))
+}
+
+/// One account master per client with a logical identity (so its records reach the views).
+fn month_of_accounts() -> Vec<Drop> {
+    (0..6)
+        .map(|c| Drop {
+            path: format!("bank-{c}/accounts_2026-10.csv"),
+            text: account_master_csv(ROWS, 9_000 + c, "2026-10-31", &[]),
+            expect: Expect::Processed,
+        })
+        .collect()
+}
+
+/// What each key must answer, worked out from the files alone: the account's balance, the
+/// file and record it came from.
+#[derive(Debug)]
+struct Truth {
+    /// `/v1/views/accounts/<client>/<reference>` → (sha256, record index, balance).
+    accounts: BTreeMap<String, (String, u64, String)>,
+    /// `/v1/views/balances/<client>/2026-10/<reference>` → balance.
+    balances: BTreeMap<String, String>,
+    /// `/v1/files/<sha256>` → client.
+    files: BTreeMap<String, String>,
+}
+
+fn truth(drops: &[Drop]) -> Truth {
+    let mut t = Truth {
+        accounts: BTreeMap::new(),
+        balances: BTreeMap::new(),
+        files: BTreeMap::new(),
+    };
+    for d in drops {
+        let client = d.path.split('/').next().unwrap().to_string();
+        let sha = sha256_hex(d.text.as_bytes());
+        let mut rows = csv::Reader::from_reader(d.text.as_bytes());
+        let header = rows.headers().unwrap().clone();
+        let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+        let (reference, balance) = (col("ReferenceNumber"), col("CycleEndingBalance"));
+        for (i, row) in rows.records().enumerate() {
+            let row = row.unwrap();
+            let key = format!("{client}/{}", &row[reference]);
+            t.accounts
+                .insert(key, (sha.clone(), i as u64, row[balance].to_string()));
+            t.balances.insert(
+                format!("{client}/2026-10/{}", &row[reference]),
+                row[balance].to_string(),
+            );
+        }
+        t.files.insert(sha, client);
+    }
+    t
+}
+
+/// How one answer compares with the truth.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord, Clone, Copy)]
+enum Verdict {
+    Right,
+    /// Right, from a standby that said how far behind it was (`allow_stale=true`).
+    RightFromStandby,
+    /// 503 with `retryable: true` and a Retry-After header.
+    Retryable,
+    /// The replica process is down (connection refused).
+    Down,
+    Wrong,
+}
+
+/// How a sweep asks.
+#[derive(Clone, Copy)]
+struct Ask {
+    /// Ask each key a second time with `allow_stale=true`.
+    stale_too: bool,
+    /// Follow a retryable 503's `Retry-After` (up to 20 times), as a client would.
+    retry: bool,
+    /// Every `step`-th account and balance key (files: all).
+    step: usize,
+}
+
+/// Asks replica `url` for `path` and judges the answer against `expect`.
+async fn judge(
+    http: &reqwest::Client,
+    url: &str,
+    path: &str,
+    retry: bool,
+    expect: &(dyn Fn(&Json) -> bool + Sync),
+) -> (Verdict, String) {
+    for _ in 0..20 {
+        let response = http
+            .get(format!("{url}{path}"))
+            .bearer_auth(OPS_TOKEN)
+            .send()
+            .await;
+        let Ok(response) = response else {
+            return (Verdict::Down, String::new());
+        };
+        let status = response.status().as_u16();
+        let retry_after = response.headers().contains_key("retry-after");
+        let from_standby = response
+            .headers()
+            .contains_key("x-credstream-stale-lag-records");
+        let body: Json = response.json().await.unwrap_or(Json::Null);
+        let verdict = match status {
+            200 if expect(&body) && from_standby => (Verdict::RightFromStandby, String::new()),
+            200 if expect(&body) => (Verdict::Right, String::new()),
+            503 if body["error"]["retryable"] == true && retry_after => {
+                (Verdict::Retryable, format!("{path}: {}", body["error"]))
+            }
+            _ => (Verdict::Wrong, format!("{path}: {status} {body}")),
+        };
+        if verdict.0 != Verdict::Retryable || !retry {
+            return verdict;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    (
+        Verdict::Retryable,
+        format!("{path}: still retryable after 20 s"),
+    )
+}
+
+/// What a right answer to one path looks like.
+type Expectation<'a> = Box<dyn Fn(&Json) -> bool + Sync + Send + 'a>;
+
+/// Every key of the truth (or every `step`-th), asked of every replica in `urls`: verdict
+/// counts by (stale, verdict), and the first wrong answers.
+async fn sweep(
+    urls: &[String],
+    t: &Truth,
+    ask: Ask,
+) -> (BTreeMap<(bool, Verdict), usize>, Vec<String>) {
+    let http = reqwest::Client::new();
+    let mut counts = BTreeMap::new();
+    let mut wrong = Vec::new();
+    let mut retried = Vec::new();
+    let modes: &[bool] = if ask.stale_too {
+        &[false, true]
+    } else {
+        &[false]
+    };
+    let mut asks: Vec<(String, Expectation<'_>)> = Vec::new();
+    for (key, (sha, index, balance)) in t.accounts.iter().step_by(ask.step) {
+        asks.push((
+            format!("/v1/views/accounts/{key}"),
+            Box::new(move |b: &Json| {
+                b["key"] == key.as_str()
+                    && b["value"]["file_sha256"] == sha.as_str()
+                    && b["value"]["record_index"] == *index
+                    && b["value"]["values"]["CycleEndingBalance"] == balance.as_str()
+            }),
+        ));
+    }
+    for (key, balance) in t.balances.iter().step_by(ask.step) {
+        asks.push((
+            format!("/v1/views/balances/{key}"),
+            Box::new(move |b: &Json| {
+                b["key"] == key.as_str() && b["value"]["amount"] == balance.as_str()
+            }),
+        ));
+    }
+    for (sha, client) in &t.files {
+        asks.push((
+            format!("/v1/files/{sha}"),
+            Box::new(move |b: &Json| {
+                b["arrivals"].as_array().is_some_and(|a| {
+                    a.len() == 1
+                        && a[0]["client_id"] == client.as_str()
+                        && a[0]["status"] == "PROCESSED"
+                        && a[0]["records_out"] == ROWS as u64
+                }) && b["logical_file"]["current_version"] == 1
+            }),
+        ));
+    }
+    for url in urls {
+        for (path, expect) in &asks {
+            for &stale in modes {
+                let path = if stale {
+                    format!("{path}?allow_stale=true")
+                } else {
+                    path.clone()
+                };
+                let (v, why) = judge(&http, url, &path, ask.retry, expect.as_ref()).await;
+                *counts.entry((stale, v)).or_insert(0) += 1;
+                if v == Verdict::Wrong && wrong.len() < 10 {
+                    wrong.push(format!("{url}: {why}"));
+                }
+                if v == Verdict::Retryable && retried.len() < 3 {
+                    retried.push(format!("{url}: {why}"));
+                }
+            }
+        }
+    }
+    if !retried.is_empty() {
+        eprintln!("retryable answers, the first few: {retried:#?}");
+    }
+    (counts, wrong)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_key_is_answered_correctly_by_every_replica_during_and_after_a_rebalance()
+-> Result<()> {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let mut d = Deployment::new(3, 1).await?;
+    d.wait_settled().await?;
+    let drops = month_of_accounts();
+    for drop in &drops {
+        d.drop_file(drop)?;
+    }
+    let ledger = d.wait_for_files(drops.len()).await?;
+    d.check_ledger(&ledger, &drops)?;
+    let t = truth(&drops);
+    ensure!(t.accounts.len() == 6 * ROWS && t.files.len() == 6);
+    let urls: Vec<String> = (0..3).map(|i| d.url(i)).collect();
+
+    // Settled: every replica answers every key, most of them by asking the owner.
+    d.check_metadata().await?;
+    let settled = Ask {
+        stale_too: false,
+        retry: true,
+        step: 1,
+    };
+    let (counts, wrong) = sweep(&urls, &t, settled).await;
+    let keys = t.accounts.len() + t.balances.len() + t.files.len();
+    ensure!(
+        wrong.is_empty() && counts.get(&(false, Verdict::Right)) == Some(&(3 * keys)),
+        "before the rebalance: {counts:?} {wrong:#?}"
+    );
+
+    // Scopes hold across replicas: the analyst reads bank-0, from any replica, and nothing
+    // else; no token is refused.
+    let bank0 = t
+        .accounts
+        .keys()
+        .find(|k| k.starts_with("bank-0/"))
+        .unwrap();
+    let bank1 = t
+        .accounts
+        .keys()
+        .find(|k| k.starts_with("bank-1/"))
+        .unwrap();
+    for url in &urls {
+        let got = get_as(ANALYST_TOKEN, &format!("{url}/v1/views/accounts/{bank0}")).await;
+        ensure!(
+            got.is_some_and(|g| g.0 == 200),
+            "{url}: the analyst reads bank-0"
+        );
+        let got = get_as(ANALYST_TOKEN, &format!("{url}/v1/views/accounts/{bank1}")).await;
+        ensure!(
+            got.is_some_and(|g| g.0 == 403),
+            "{url}: the analyst reads no other bank"
+        );
+        let (status, body) = get_json(&format!("{url}/v1/views/accounts/{bank0}"))
+            .await
+            .context("a replica")?;
+        ensure!(
+            status == 401 && body["error"]["code"] == "unauthorized",
+            "{body}"
+        );
+    }
+
+    // During: replica 1 is killed, then started again, while every key is asked of every
+    // replica over and over. Each answer is the right value or a retryable 503; a stale
+    // read from a standby is the right value too (nothing changed meanwhile).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let querier = {
+        let (urls, stop) = (urls.clone(), stop.clone());
+        let t = truth(&drops);
+        tokio::spawn(async move {
+            let mut total: BTreeMap<(bool, Verdict), usize> = BTreeMap::new();
+            let mut wrong = Vec::new();
+            let during = Ask {
+                stale_too: true,
+                retry: false,
+                step: 8,
+            };
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (counts, w) = sweep(&urls, &t, during).await;
+                for (k, n) in counts {
+                    *total.entry(k).or_insert(0) += n;
+                }
+                wrong.extend(w);
+            }
+            (total, wrong)
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    d.kill9(1);
+    d.wait_settled().await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    d.start(1)?;
+    d.wait_settled().await?;
+    d.check_metadata().await?;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (during, wrong) = querier.await?;
+    eprintln!("answers during the rebalances ((allow_stale, verdict) → count): {during:?}");
+    ensure!(
+        wrong.is_empty(),
+        "wrong answers during the rebalance: {wrong:#?}"
+    );
+    ensure!(
+        during.get(&(false, Verdict::Right)).is_some_and(|n| *n > 0),
+        "no answer at all during the rebalance: {during:?}"
+    );
+    ensure!(
+        during
+            .get(&(true, Verdict::RightFromStandby))
+            .is_some_and(|n| *n > 0),
+        "no stale read was answered by a standby while the owner was down: {during:?}"
+    );
+    ensure!(
+        !during.contains_key(&(false, Verdict::RightFromStandby)),
+        "a standby answered a read that did not allow it: {during:?}"
+    );
+
+    // After: every replica, the restarted one included, answers every key again.
+    let (counts, wrong) = sweep(&urls, &t, settled).await;
+    ensure!(
+        wrong.is_empty() && counts.get(&(false, Verdict::Right)) == Some(&(3 * keys)),
+        "after the rebalance: {counts:?} {wrong:#?}"
     );
     Ok(())
 }

@@ -14,7 +14,7 @@ use super::views::{
     ACCOUNTS_STORE, AccountState, BALANCES_STORE, Balance, Contributions, POSTINGS_STORE,
     PostingSum, VERSIONS_STORE, Version, VersionChain, identity_key, totals_map,
 };
-use crate::config::{Config, KafkaConfig};
+use crate::config::{Config, DeliveryConfig, KafkaConfig};
 use crate::formats::{
     BadRecordPolicy, Catalog, Category, DriftClass, FieldValue, FileDrift, Identity, ParseSummary,
     ParsedRecord, Position, RecordIssue, parse,
@@ -23,8 +23,8 @@ use crate::rawstore::{MappedRaw, RawStore, RawStoreError};
 use crate::schema::contracts::{self, Contracts};
 use crate::schema::{Codec, FileProvenance, Registry, RowPlan, RowRef, value_subject};
 use crate::streams::{
-    InputRecord, Processor, ProcessorContext, TopicSpec, Topology, TopologyShape, changelog_topic,
-    partition_for_key, replicas_topic,
+    InputRecord, Processor, ProcessorContext, Punctuation, PunctuationType, TopicSpec, Topology,
+    TopologyShape, changelog_topic, partition_for_key, replicas_topic,
 };
 use crate::tokenise::Tokeniser;
 
@@ -33,14 +33,23 @@ pub const DEDUP_STORE: &str = "dedup";
 /// Store of the file ledger: `<sha256>/<arrival id>` → [`FileLedgerEntry`] (JSON).
 pub const LEDGER_STORE: &str = "ledger";
 
+/// Store of quarantine entries for `/v1/quarantine`: `<client>/<sha256>/<record index,
+/// 12 digits>` (or `/file` for a whole file) → [`QuarantineRecord`] (JSON). At most
+/// [`QUARANTINE_VIEW_PER_FILE`] record entries per file; the quarantine topic has them all
+/// and the ledger counts them all.
+pub const QUARANTINE_STORE: &str = "quarantine";
+/// Record-scope quarantine entries kept in the store per file.
+pub const QUARANTINE_VIEW_PER_FILE: usize = 10_000;
+
 /// Every store of the topology.
-pub const STORES: [&str; 6] = [
+pub const STORES: [&str; 7] = [
     DEDUP_STORE,
     LEDGER_STORE,
     VERSIONS_STORE,
     ACCOUNTS_STORE,
     BALANCES_STORE,
     POSTINGS_STORE,
+    QUARANTINE_STORE,
 ];
 
 /// Header of a retraction (a tombstone on an output topic): the SHA-256 of the version
@@ -79,6 +88,7 @@ struct Shared {
 #[derive(Clone)]
 pub struct CreditTopology {
     shared: Arc<Shared>,
+    deliveries: Arc<Vec<DeliveryConfig>>,
 }
 
 impl CreditTopology {
@@ -116,6 +126,7 @@ impl CreditTopology {
             });
         }
         Ok(CreditTopology {
+            deliveries: Arc::default(),
             shared: Arc::new(Shared {
                 registry,
                 raw,
@@ -146,14 +157,24 @@ impl CreditTopology {
         topic_specs(&self.shared.kafka, &self.shared.catalog)
     }
 
+    /// Deliveries expected by a daily cutoff: each task exports, for the clients it holds,
+    /// the cutoff and the latest accepted file (see `metrics::ExpectedDelivery`).
+    pub fn expecting(mut self, deliveries: Vec<DeliveryConfig>) -> CreditTopology {
+        self.deliveries = Arc::new(deliveries);
+        self
+    }
+
     /// The runtime topology.
     pub fn topology(&self) -> Topology {
         let shared = self.shared.clone();
+        let deliveries = self.deliveries.clone();
         Topology {
             shape: shape(&self.shared.kafka, &self.shared.catalog),
             processor: Box::new(move |_| {
                 Box::new(FileProcessor {
                     shared: shared.clone(),
+                    deliveries: deliveries.clone(),
+                    last_accepted: None,
                 })
             }),
             partition_of: Box::new(partition_of),
@@ -191,7 +212,8 @@ pub fn shape(kafka: &KafkaConfig, catalog: &Catalog) -> TopologyShape {
 fn partition_of(store: &str, key: &[u8], partitions: i32) -> Option<i32> {
     let key = std::str::from_utf8(key).ok()?;
     match store {
-        DEDUP_STORE | VERSIONS_STORE | ACCOUNTS_STORE | BALANCES_STORE | POSTINGS_STORE => {
+        DEDUP_STORE | VERSIONS_STORE | ACCOUNTS_STORE | BALANCES_STORE | POSTINGS_STORE
+        | QUARANTINE_STORE => {
             let (client, _) = key.split_once('/')?;
             Some(partition_for_key(client.as_bytes(), partitions))
         }
@@ -255,7 +277,15 @@ pub fn planned_topics(config: &Config, catalog: &Catalog) -> Vec<TopicSpec> {
 
 struct FileProcessor {
     shared: Arc<Shared>,
+    deliveries: Arc<Vec<DeliveryConfig>>,
+    /// (client, category) of an expected delivery held by this task → when its latest
+    /// accepted file was processed (ms). Read from the versions store at the first
+    /// punctuation, then kept up to date by `process`.
+    last_accepted: Option<BTreeMap<(String, String), i64>>,
 }
+
+/// How often each task exports its expected deliveries.
+const DELIVERY_CHECK: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What routing a file's records came to.
 enum Routed {
@@ -273,6 +303,8 @@ struct RoutedRecords {
     not_out: Vec<u64>,
     trailer: Option<BTreeMap<String, String>>,
     contributions: Contributions,
+    /// The first [`QUARANTINE_VIEW_PER_FILE`] quarantined records, for the store.
+    quarantine_view: Vec<QuarantineRecord>,
 }
 
 /// A file's outcome as its logical identity's version chain sees it.
@@ -291,6 +323,53 @@ fn append_reason(entry: &mut FileLedgerEntry, note: String) {
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+/// The file's ledger entry is written (and commits with this unit of work): the time since
+/// the poller found the file stable. Replays are not arrivals and are not timed.
+fn queryable(arrival: &FileArrived, category: &str) {
+    if !arrival.replay && arrival.detected_at > 0 {
+        crate::metrics::FileLatency {
+            category,
+            seconds: (now_ms() - arrival.detected_at).max(0) as f64 / 1000.0,
+        }
+        .emit();
+    }
+}
+
+/// The quarantine store key of `record`: `<client>/<sha256>/<index, 12 digits>|file`.
+fn quarantine_view_key(record: &QuarantineRecord) -> String {
+    match record.record_index {
+        Some(i) if record.scope == QuarantineScope::Record => {
+            format!("{}/{}/{i:012}", record.client_id, record.file_sha256)
+        }
+        _ => format!("{}/{}/file", record.client_id, record.file_sha256),
+    }
+}
+
+fn put_quarantine_view(ctx: &mut ProcessorContext<'_>, record: &QuarantineRecord) {
+    ctx.put(
+        QUARANTINE_STORE,
+        quarantine_view_key(record).as_bytes(),
+        &serde_json::to_vec(record).expect("quarantine records serialise"),
+    );
+}
+
+/// Removes a file's quarantine entries (before a replay writes its own).
+fn clear_quarantine_view(
+    ctx: &mut ProcessorContext<'_>,
+    arrival: &FileArrived,
+) -> Result<(), crate::Error> {
+    let prefix = format!("{}/{}/", arrival.client_id, arrival.sha256);
+    let old = ctx.scan(
+        QUARANTINE_STORE,
+        prefix.as_bytes(),
+        QUARANTINE_VIEW_PER_FILE + 1,
+    )?;
+    for (key, _) in old {
+        ctx.delete(QUARANTINE_STORE, &key);
+    }
+    Ok(())
 }
 
 #[async_trait::async_trait]
@@ -321,6 +400,10 @@ impl Processor for FileProcessor {
             Some(first) if arrival.replay => Some(first.arrival_id.clone()),
             _ => None,
         };
+        if arrival.replay {
+            // The file's earlier quarantine entries go; this processing writes its own.
+            clear_quarantine_view(ctx, &arrival)?;
+        }
         if let Some(first) = seen.filter(|_| !arrival.replay) {
             if first.arrival_id == arrival_id {
                 // This very record was processed before a crash let it be replayed.
@@ -334,6 +417,7 @@ impl Processor for FileProcessor {
                 e.duplicate_of = Some(first.arrival_id.clone());
             });
             self.write_ledger(ctx, &entry).await?;
+            queryable(&arrival, "unknown");
             crate::metrics::FileDuplicate {
                 client: &arrival.client_id,
             }
@@ -383,7 +467,10 @@ impl Processor for FileProcessor {
                             .await?;
                         (entry, Outcome::Held { reason })
                     }
-                    Routed::Records(routed) => {
+                    Routed::Records(mut routed) => {
+                        for record in std::mem::take(&mut routed.quarantine_view) {
+                            put_quarantine_view(ctx, &record);
+                        }
                         let entry = self.records_entry(&arrival, &arrival_id, output, &routed);
                         (entry, Outcome::Accepted(routed))
                     }
@@ -432,12 +519,32 @@ impl Processor for FileProcessor {
             tracing::info!(client = %arrival.client_id, sha256 = %arrival.sha256, replay_of = ?replay_of, status = entry.status.as_str(), "file replayed");
         }
         self.write_ledger(ctx, &entry).await?;
+        let category = entry.category.as_deref().unwrap_or("unknown");
+        if matches!(
+            entry.status,
+            FileStatus::Processed | FileStatus::PartiallyQuarantined
+        ) && let Some(seen) = self.last_accepted.as_mut()
+            && let Some(at) = seen.get_mut(&(arrival.client_id.clone(), category.to_string()))
+        {
+            *at = (*at).max(entry.processed_at);
+        }
+        if !self.deliveries.is_empty() {
+            // At once, not only at the next punctuation.
+            self.export_deliveries(ctx, now_ms())?;
+        }
         crate::metrics::FileProcessed {
             client: &arrival.client_id,
-            category: entry.category.as_deref().unwrap_or("unknown"),
+            category,
             status: entry.status.as_str(),
         }
         .emit();
+        crate::metrics::RecordsIn {
+            client: &arrival.client_id,
+            category,
+            count: entry.records_in.max(0) as u64,
+        }
+        .emit();
+        queryable(&arrival, category);
         if replay_of.is_some() {
             // Later resends of these bytes stay duplicates of the first arrival.
             return Ok(());
@@ -454,9 +561,87 @@ impl Processor for FileProcessor {
         );
         Ok(())
     }
+
+    fn punctuations(&self) -> Vec<Punctuation> {
+        if self.deliveries.is_empty() {
+            return Vec::new();
+        }
+        vec![Punctuation {
+            kind: PunctuationType::WallClock,
+            interval: DELIVERY_CHECK,
+        }]
+    }
+
+    async fn punctuate(
+        &mut self,
+        ctx: &mut ProcessorContext<'_>,
+        _kind: PunctuationType,
+        time_ms: i64,
+    ) -> Result<(), crate::Error> {
+        self.export_deliveries(ctx, time_ms)
+    }
 }
 
 impl FileProcessor {
+    /// Exports the expected deliveries whose client this task holds: the latest cutoff
+    /// and the latest accepted file.
+    fn export_deliveries(
+        &mut self,
+        ctx: &ProcessorContext<'_>,
+        now_ms: i64,
+    ) -> Result<(), crate::Error> {
+        let partitions = self.shared.kafka.partitions;
+        let mine: Vec<&DeliveryConfig> = self
+            .deliveries
+            .iter()
+            .filter(|d| partition_for_key(d.client.as_bytes(), partitions) == ctx.partition())
+            .collect();
+        if self.last_accepted.is_none() {
+            let mut seen = BTreeMap::new();
+            for d in &mine {
+                let prefix = format!("{}/{}/", d.client, d.category);
+                let mut latest = None;
+                for (key, raw) in ctx.scan(VERSIONS_STORE, prefix.as_bytes(), usize::MAX)? {
+                    let key = String::from_utf8_lossy(&key);
+                    let chain: VersionChain = decode_state(VERSIONS_STORE, &key, &raw)?;
+                    latest = latest.max(
+                        chain
+                            .versions
+                            .iter()
+                            .filter(|v| {
+                                matches!(
+                                    v.status,
+                                    FileStatus::Processed
+                                        | FileStatus::PartiallyQuarantined
+                                        | FileStatus::Superseded
+                                )
+                            })
+                            .map(|v| v.processed_at)
+                            .max(),
+                    );
+                }
+                seen.insert((d.client.clone(), d.category.clone()), latest.unwrap_or(0));
+            }
+            self.last_accepted = Some(seen);
+        }
+        let seen = self.last_accepted.as_ref().expect("loaded above");
+        for d in mine {
+            let at = seen
+                .get(&(d.client.clone(), d.category.clone()))
+                .copied()
+                .filter(|at| *at > 0);
+            crate::metrics::ExpectedDelivery {
+                client: &d.client,
+                category: &d.category,
+                deadline_s: d.deadline_ms(now_ms) / 1000,
+                window_s: i64::from(d.window_hours) * 3600,
+                last_accepted_s: at.map(|ms| ms / 1000),
+            }
+            .emit();
+        }
+        Ok(())
+    }
+
     async fn decode_arrival(&self, record: &InputRecord) -> Result<FileArrived, crate::Error> {
         let bad = |message: String| CreditError::BadArrival {
             partition: record.partition,
@@ -567,6 +752,7 @@ impl FileProcessor {
             &value,
         )
         .await?;
+        put_quarantine_view(ctx, &record);
         let category_label = category.as_deref().unwrap_or("unknown");
         crate::metrics::FileQuarantined {
             client: &arrival.client_id,
@@ -974,6 +1160,7 @@ impl FileProcessor {
         let mut records_out = 0u64;
         let mut quarantined: BTreeMap<DriftClass, u64> = BTreeMap::new();
         let mut not_out = Vec::new();
+        let mut quarantine_view = Vec::new();
         let parsed = parse(
             bytes,
             &output.category,
@@ -1032,7 +1219,11 @@ impl FileProcessor {
                     &self.shared.quarantine_topic,
                     record.key().as_bytes(),
                     &encoded,
-                )
+                )?;
+                if quarantine_view.len() < QUARANTINE_VIEW_PER_FILE {
+                    quarantine_view.push(record);
+                }
+                Ok(())
             },
         )?;
         Ok(match parsed {
@@ -1049,6 +1240,7 @@ impl FileProcessor {
                     not_out,
                     trailer: trailer_totals(&summary),
                     contributions: gather.map(|g| g.contributions).unwrap_or_default(),
+                    quarantine_view,
                 })
             }
         })

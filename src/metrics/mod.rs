@@ -5,10 +5,227 @@
 
 use std::sync::OnceLock;
 
-use metrics::{counter, describe_counter, describe_gauge, gauge};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics::{
+    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// What kind of series a catalogue entry is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Every metric credstream exports: name, kind, help. Each is registered at start (an
+/// unlabelled zero series), so `/metrics` lists the whole catalogue before the first event
+/// and dashboards and alert rules never query a name that is not there yet.
+pub const CATALOGUE: &[(&str, Kind, &str)] = &[
+    (
+        "credstream_files_seen_total",
+        Kind::Counter,
+        "Files sighted in a landing area for the first time (or changed).",
+    ),
+    (
+        "credstream_files_emitted_total",
+        Kind::Counter,
+        "Stable files archived and emitted as arrivals.",
+    ),
+    (
+        "credstream_poll_errors_total",
+        Kind::Counter,
+        "Failed listings or emits of a source; retried at the next poll.",
+    ),
+    (
+        "credstream_files_processed_total",
+        Kind::Counter,
+        "Files processed by the topology, by resulting status.",
+    ),
+    (
+        "credstream_sftp_host_key_mismatch_total",
+        Kind::Counter,
+        "SFTP connections refused because the server's host key differs from the pinned one.",
+    ),
+    (
+        "credstream_raw_store_puts_total",
+        Kind::Counter,
+        "Raw store puts by outcome: stored (uploaded) or present (same digest already there).",
+    ),
+    (
+        "credstream_raw_store_errors_total",
+        Kind::Counter,
+        "Failed raw store requests (put, get, head), retried by the caller.",
+    ),
+    (
+        "credstream_files_moved_to_done_total",
+        Kind::Counter,
+        "Emitted files moved to the source's move_to_done folder.",
+    ),
+    (
+        "credstream_file_names_refused_total",
+        Kind::Counter,
+        "Files in a landing area whose names cannot be taken safely (left in place).",
+    ),
+    (
+        "credstream_files_superseded_total",
+        Kind::Counter,
+        "Logical files replaced as current by a correction (same identity, new bytes).",
+    ),
+    (
+        "credstream_records_retracted_total",
+        Kind::Counter,
+        "Output records retracted (tombstoned) because a correction superseded their file.",
+    ),
+    (
+        "credstream_files_without_identity_total",
+        Kind::Counter,
+        "Files of a category with logical identities whose name states none: not in views or reports.",
+    ),
+    (
+        "credstream_files_duplicate_total",
+        Kind::Counter,
+        "Arrivals whose bytes were already processed: audit event only.",
+    ),
+    (
+        "credstream_files_quarantined_total",
+        Kind::Counter,
+        "Files held whole in quarantine, by drift class.",
+    ),
+    (
+        "credstream_records_out_total",
+        Kind::Counter,
+        "Records written to output topics.",
+    ),
+    (
+        "credstream_records_quarantined_total",
+        Kind::Counter,
+        "Records sent to the quarantine topic, by drift class.",
+    ),
+    (
+        "credstream_registry_errors_total",
+        Kind::Counter,
+        "Failed schema-registry calls.",
+    ),
+    (
+        "credstream_kafka_errors_total",
+        Kind::Counter,
+        "Failed Kafka operations, by operation.",
+    ),
+    (
+        "credstream_processing_retries_total",
+        Kind::Counter,
+        "Input records retried after an outside system failed.",
+    ),
+    (
+        "credstream_restore_records_total",
+        Kind::Counter,
+        "Changelog records applied while restoring stores or keeping standbys.",
+    ),
+    (
+        "credstream_restore_remaining_records",
+        Kind::Gauge,
+        "Changelog records left to restore, per store partition.",
+    ),
+    (
+        "credstream_fenced_writes_ignored_total",
+        Kind::Counter,
+        "Changelog writes of a replica that had lost the partition, ignored by readers.",
+    ),
+    (
+        "credstream_tasks_opened_total",
+        Kind::Counter,
+        "Tasks opened (fenced and restored).",
+    ),
+    (
+        "credstream_tasks_lost_total",
+        Kind::Counter,
+        "Tasks stopped because another replica took them over.",
+    ),
+    (
+        "credstream_tasks",
+        Kind::Gauge,
+        "Tasks held by this replica, by kind (active, standby).",
+    ),
+    (
+        "credstream_standby_lag_records",
+        Kind::Gauge,
+        "Changelog records a standby is behind, per partition.",
+    ),
+    (
+        "credstream_transactions_total",
+        Kind::Counter,
+        "Exactly-once transactions, by outcome (committed, aborted, unknown).",
+    ),
+    (
+        "credstream_records_in_total",
+        Kind::Counter,
+        "Data records read from files, by client and category (= out + quarantined).",
+    ),
+    (
+        "credstream_file_latency_seconds",
+        Kind::Histogram,
+        "From a file found stable by the poller to its ledger entry being queryable, by category.",
+    ),
+    (
+        "credstream_consumer_lag_records",
+        Kind::Gauge,
+        "Arrival records not yet processed, per input partition this replica owns.",
+    ),
+    (
+        "credstream_replica_heartbeat_age_seconds",
+        Kind::Gauge,
+        "Age of each replica's last publication in the replica table, as this replica sees it.",
+    ),
+    (
+        "credstream_partitions_unowned",
+        Kind::Gauge,
+        "Input partitions with no live owner in the replica table (a rebalance, or a replica down).",
+    ),
+    (
+        "credstream_query_duration_seconds",
+        Kind::Histogram,
+        "Query API requests, by route and status class, from request to response.",
+    ),
+    (
+        "credstream_query_forwards_total",
+        Kind::Counter,
+        "Query reads sent to another replica, by outcome (ok, unavailable, error).",
+    ),
+    (
+        "credstream_query_denied_total",
+        Kind::Counter,
+        "Query requests refused by authentication or scope, by reason.",
+    ),
+    (
+        "credstream_expected_file_deadline_timestamp_seconds",
+        Kind::Gauge,
+        "The latest passed cutoff of an expected delivery (client, category), Unix seconds.",
+    ),
+    (
+        "credstream_expected_file_window_seconds",
+        Kind::Gauge,
+        "How long before its cutoff an expected delivery may arrive, seconds.",
+    ),
+    (
+        "credstream_file_last_accepted_timestamp_seconds",
+        Kind::Gauge,
+        "When the latest accepted file of an expected delivery (client, category) was processed.",
+    ),
+    (
+        "credstream_build_info",
+        Kind::Gauge,
+        "Always 1; labelled with the running version.",
+    ),
+];
+
+/// Latency buckets, seconds: 1 ms to 30 min (file latency spans both).
+const SECONDS_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    120.0, 300.0, 600.0, 1800.0,
+];
 
 /// Installs the Prometheus recorder (once per process) and returns its handle, which
 /// renders the text exposition for `/metrics`.
@@ -16,123 +233,37 @@ pub fn install() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             let handle = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+                .expect("the buckets are not empty")
                 .install_recorder()
                 .expect("no other metrics recorder is installed");
-            describe();
+            register();
             handle
         })
         .clone()
 }
 
-fn describe() {
-    describe_counter!(
-        "credstream_files_seen_total",
-        "Files sighted in a landing area for the first time (or changed)."
-    );
-    describe_counter!(
-        "credstream_files_emitted_total",
-        "Stable files archived and emitted as arrivals."
-    );
-    describe_counter!(
-        "credstream_poll_errors_total",
-        "Failed listings or emits of a source; retried at the next poll."
-    );
-    describe_counter!(
-        "credstream_files_processed_total",
-        "Files processed by the topology, by resulting status."
-    );
-    describe_counter!(
-        "credstream_sftp_host_key_mismatch_total",
-        "SFTP connections refused because the server's host key differs from the pinned one."
-    );
-    describe_counter!(
-        "credstream_raw_store_puts_total",
-        "Raw store puts by outcome: stored (uploaded) or present (same digest already there)."
-    );
-    describe_counter!(
-        "credstream_raw_store_errors_total",
-        "Failed raw store requests (put, get, head), retried by the caller."
-    );
-    describe_counter!(
-        "credstream_files_moved_to_done_total",
-        "Emitted files moved to the source's move_to_done folder."
-    );
-    describe_counter!(
-        "credstream_file_names_refused_total",
-        "Files in a landing area whose names cannot be taken safely (left in place)."
-    );
-    describe_counter!(
-        "credstream_files_superseded_total",
-        "Logical files replaced as current by a correction (same identity, new bytes)."
-    );
-    describe_counter!(
-        "credstream_records_retracted_total",
-        "Output records retracted (tombstoned) because a correction superseded their file."
-    );
-    describe_counter!(
-        "credstream_files_without_identity_total",
-        "Files of a category with logical identities whose name states none: not in views or reports."
-    );
-    describe_counter!(
-        "credstream_files_duplicate_total",
-        "Arrivals whose bytes were already processed: audit event only."
-    );
-    describe_counter!(
-        "credstream_files_quarantined_total",
-        "Files held whole in quarantine, by drift class."
-    );
-    describe_counter!(
-        "credstream_records_out_total",
-        "Records written to output topics."
-    );
-    describe_counter!(
-        "credstream_records_quarantined_total",
-        "Records sent to the quarantine topic, by drift class."
-    );
-    describe_counter!(
-        "credstream_registry_errors_total",
-        "Failed schema-registry calls."
-    );
-    describe_counter!(
-        "credstream_kafka_errors_total",
-        "Failed Kafka operations, by operation."
-    );
-    describe_counter!(
-        "credstream_processing_retries_total",
-        "Input records retried after an outside system failed."
-    );
-    describe_counter!(
-        "credstream_restore_records_total",
-        "Changelog records applied while restoring stores or keeping standbys."
-    );
-    describe_gauge!(
-        "credstream_restore_remaining_records",
-        "Changelog records left to restore, per store partition."
-    );
-    describe_counter!(
-        "credstream_fenced_writes_ignored_total",
-        "Changelog writes of a replica that had lost the partition, ignored by readers."
-    );
-    describe_counter!(
-        "credstream_tasks_opened_total",
-        "Tasks opened (fenced and restored)."
-    );
-    describe_counter!(
-        "credstream_tasks_lost_total",
-        "Tasks stopped because another replica took them over."
-    );
-    describe_gauge!(
-        "credstream_tasks",
-        "Tasks held by this replica, by kind (active, standby)."
-    );
-    describe_gauge!(
-        "credstream_standby_lag_records",
-        "Changelog records a standby is behind, per partition."
-    );
-    describe_counter!(
-        "credstream_transactions_total",
-        "Exactly-once transactions, by outcome (committed, aborted, unknown)."
-    );
+fn register() {
+    for &(name, kind, help) in CATALOGUE {
+        match kind {
+            Kind::Counter => {
+                describe_counter!(name, help);
+                counter!(name).absolute(0);
+            }
+            Kind::Gauge => {
+                describe_gauge!(name, help);
+                if name != "credstream_build_info" {
+                    gauge!(name).set(0.0);
+                }
+            }
+            Kind::Histogram => {
+                describe_histogram!(name, Unit::Seconds, help);
+                // Registered without an observation: every bucket at zero.
+                let _ = histogram!(name);
+            }
+        }
+    }
+    gauge!("credstream_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }
 
 /// A file sighted for the first time.
@@ -444,5 +575,136 @@ impl Transaction<'_> {
     pub fn emit(self) {
         counter!("credstream_transactions_total", "outcome" => self.outcome.to_string())
             .increment(1);
+    }
+}
+
+/// Data records read from one file.
+pub struct RecordsIn<'a> {
+    pub client: &'a str,
+    pub category: &'a str,
+    pub count: u64,
+}
+
+impl RecordsIn<'_> {
+    pub fn emit(self) {
+        counter!("credstream_records_in_total", "client" => self.client.to_string(), "category" => self.category.to_string()).increment(self.count);
+    }
+}
+
+/// A file became queryable: its ledger entry is written, `seconds` after the poller found
+/// it stable.
+pub struct FileLatency<'a> {
+    pub category: &'a str,
+    pub seconds: f64,
+}
+
+impl FileLatency<'_> {
+    pub fn emit(self) {
+        histogram!("credstream_file_latency_seconds", "category" => self.category.to_string())
+            .record(self.seconds);
+    }
+}
+
+/// Arrival records an owned input partition is behind.
+pub struct ConsumerLag {
+    pub partition: i32,
+    pub records: i64,
+}
+
+impl ConsumerLag {
+    pub fn emit(self) {
+        gauge!("credstream_consumer_lag_records", "partition" => self.partition.to_string())
+            .set(self.records as f64);
+    }
+}
+
+/// How old a replica's last publication is, as seen here.
+pub struct ReplicaHeartbeatAge<'a> {
+    pub replica: &'a str,
+    pub seconds: f64,
+}
+
+impl ReplicaHeartbeatAge<'_> {
+    pub fn emit(self) {
+        gauge!("credstream_replica_heartbeat_age_seconds", "replica" => self.replica.to_string())
+            .set(self.seconds);
+    }
+}
+
+/// Input partitions without a live owner.
+pub struct PartitionsUnowned {
+    pub count: usize,
+}
+
+impl PartitionsUnowned {
+    pub fn emit(self) {
+        gauge!("credstream_partitions_unowned").set(self.count as f64);
+    }
+}
+
+/// A query API request answered.
+pub struct QueryServed<'a> {
+    /// The route's template, e.g. `/v1/views/{view}/{key}`: bounded cardinality.
+    pub route: &'a str,
+    pub status: u16,
+    pub seconds: f64,
+}
+
+impl QueryServed<'_> {
+    pub fn emit(self) {
+        let class = format!("{}xx", self.status / 100);
+        histogram!("credstream_query_duration_seconds", "route" => self.route.to_string(), "status" => class)
+            .record(self.seconds);
+    }
+}
+
+/// A query read sent to another replica.
+pub struct QueryForwarded<'a> {
+    pub outcome: &'a str,
+}
+
+impl QueryForwarded<'_> {
+    pub fn emit(self) {
+        counter!("credstream_query_forwards_total", "outcome" => self.outcome.to_string())
+            .increment(1);
+    }
+}
+
+/// A query request refused by authentication or scope.
+pub struct QueryDenied<'a> {
+    pub reason: &'a str,
+}
+
+impl QueryDenied<'_> {
+    pub fn emit(self) {
+        counter!("credstream_query_denied_total", "reason" => self.reason.to_string()).increment(1);
+    }
+}
+
+/// An expected delivery's schedule and what has arrived: the latest passed cutoff, the
+/// window before it, and when its latest accepted file was processed (if any).
+pub struct ExpectedDelivery<'a> {
+    pub client: &'a str,
+    pub category: &'a str,
+    pub deadline_s: i64,
+    pub window_s: i64,
+    pub last_accepted_s: Option<i64>,
+}
+
+impl ExpectedDelivery<'_> {
+    pub fn emit(self) {
+        let labels = [
+            ("client", self.client.to_string()),
+            ("category", self.category.to_string()),
+        ];
+        gauge!(
+            "credstream_expected_file_deadline_timestamp_seconds",
+            &labels
+        )
+        .set(self.deadline_s as f64);
+        gauge!("credstream_expected_file_window_seconds", &labels).set(self.window_s as f64);
+        if let Some(at) = self.last_accepted_s {
+            gauge!("credstream_file_last_accepted_timestamp_seconds", &labels).set(at as f64);
+        }
     }
 }

@@ -117,6 +117,22 @@ impl StreamsMetadata {
             .collect()
     }
 
+    /// Seconds since each known replica last published, the departed excepted.
+    pub fn heartbeat_ages(&self) -> Vec<(String, f64)> {
+        let now = now_ms();
+        self.table
+            .read()
+            .expect("metadata lock")
+            .values()
+            .map(|r| {
+                (
+                    r.replica_id.clone(),
+                    (now - r.updated_ms).max(0) as f64 / 1000.0,
+                )
+            })
+            .collect()
+    }
+
     /// The replica that owns `partition` now, if one is known and alive.
     pub fn owner(&self, partition: i32) -> Option<ReplicaInfo> {
         self.replicas()

@@ -70,6 +70,7 @@ pub struct RuntimeStatus {
     assigned: Arc<Mutex<Vec<i32>>>,
     restored: Arc<AtomicU64>,
     rejoins: Arc<AtomicU64>,
+    standby_lag: Arc<Mutex<BTreeMap<i32, i64>>>,
 }
 
 impl RuntimeStatus {
@@ -87,6 +88,16 @@ impl RuntimeStatus {
     /// standbys and checkpoints save.
     pub fn restored_records(&self) -> u64 {
         self.restored.load(Ordering::Acquire)
+    }
+
+    /// Changelog records this replica's standby of `partition` was behind at the last
+    /// heartbeat, if it keeps one.
+    pub fn standby_lag(&self, partition: i32) -> Option<i64> {
+        self.standby_lag
+            .lock()
+            .expect("status lock")
+            .get(&partition)
+            .copied()
     }
 
     /// Times this replica left and rejoined the group (a lost task, a stuck rebalance).
@@ -284,6 +295,11 @@ impl StreamsRuntime {
 
     pub fn status(&self) -> RuntimeStatus {
         self.status.clone()
+    }
+
+    /// The standby databases of this replica, for stale reads.
+    pub fn standby_registry(&self) -> StoreRegistry {
+        self.standby.readers()
     }
 
     /// Which replica owns which partition, for interactive queries.
@@ -542,6 +558,7 @@ impl StreamsRuntime {
         if heartbeat_due {
             self.publish().await;
             self.report_standby_lag();
+            self.report_group(consumer);
             if self.check_group() {
                 return Ok(Upkeep::Rejoin);
             }
@@ -741,13 +758,57 @@ impl StreamsRuntime {
         if self.settings.num_standby_replicas == 0 {
             return;
         }
-        for (partition, lag) in tokio::task::block_in_place(|| self.standby.lag()) {
+        let lags = tokio::task::block_in_place(|| self.standby.lag());
+        for (partition, lag) in &lags {
             crate::metrics::StandbyLag {
-                partition,
-                records: lag,
+                partition: *partition,
+                records: *lag,
             }
             .emit();
         }
+        *self.status.standby_lag.lock().expect("status lock") = lags;
+    }
+
+    /// The replica table and this replica's input lag, as metrics.
+    fn report_group(&self, consumer: &StreamConsumer<RebalanceListener>) {
+        for (replica, seconds) in self.metadata.heartbeat_ages() {
+            crate::metrics::ReplicaHeartbeatAge {
+                replica: &replica,
+                seconds,
+            }
+            .emit();
+        }
+        crate::metrics::PartitionsUnowned {
+            count: (0..self.metadata.partitions())
+                .filter(|p| self.metadata.owner(*p).is_none())
+                .count(),
+        }
+        .emit();
+        let Ok(positions) = consumer.position() else {
+            return;
+        };
+        tokio::task::block_in_place(|| {
+            for e in positions.elements_for_topic(&self.source) {
+                if !self.tasks.contains_key(&e.partition()) {
+                    continue;
+                }
+                let Ok((low, high)) =
+                    consumer.fetch_watermarks(&self.source, e.partition(), Duration::from_secs(1))
+                else {
+                    continue;
+                };
+                let next = match e.offset() {
+                    Offset::Offset(o) => o,
+                    // Nothing consumed yet: everything retained is behind.
+                    _ => low,
+                };
+                crate::metrics::ConsumerLag {
+                    partition: e.partition(),
+                    records: (high - next).max(0),
+                }
+                .emit();
+            }
+        });
     }
 
     /// Applies new entries of the replica table.

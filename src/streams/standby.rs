@@ -13,7 +13,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::StreamsError;
 use super::changelog::ChangelogApplier;
 use super::runtime::changelog_topic;
-use super::store::TaskDb;
+use super::store::{StoreRegistry, TaskDb};
 use super::task::restore_config;
 
 /// Records applied per call of [`Standby::poll`], so the runtime loop stays responsive.
@@ -31,6 +31,8 @@ pub(crate) struct Standby {
     stores: Vec<String>,
     consumer: BaseConsumer,
     tasks: BTreeMap<i32, StandbyTask>,
+    /// The standby databases, for stale reads by the query API.
+    readers: StoreRegistry,
 }
 
 impl Standby {
@@ -47,7 +49,13 @@ impl Standby {
             stores: stores.to_vec(),
             consumer,
             tasks: BTreeMap::new(),
+            readers: StoreRegistry::default(),
         })
+    }
+
+    /// The standby databases, as readers see them (they follow `add` and `take`).
+    pub fn readers(&self) -> StoreRegistry {
+        self.readers.clone()
     }
 
     pub fn partitions(&self) -> BTreeSet<i32> {
@@ -65,6 +73,7 @@ impl Standby {
             );
         }
         let tpl = Self::partition_list(partition, &appliers)?;
+        self.readers.insert(db.clone());
         self.tasks.insert(partition, StandbyTask { db, appliers });
         // Incremental: replacing the whole assignment while librdkafka is still stopping
         // the previous one's partitions trips an assertion in librdkafka 2.12.
@@ -78,6 +87,7 @@ impl Standby {
         let Some(mut task) = self.tasks.remove(&partition) else {
             return Ok(None);
         };
+        self.readers.remove(partition);
         for applier in task.appliers.values_mut() {
             applier.flush(&task.db)?;
         }

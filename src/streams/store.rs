@@ -281,6 +281,15 @@ impl StoreRegistry {
             .collect()
     }
 
+    /// The database of `partition`, if it is open here.
+    pub fn task(&self, partition: i32) -> Option<Arc<TaskDb>> {
+        self.tasks
+            .read()
+            .expect("registry lock")
+            .get(&partition)
+            .cloned()
+    }
+
     /// Reads `key` from `store` in whichever local partition has it.
     pub fn get(&self, store: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StreamsError> {
         for task in self.snapshot() {
