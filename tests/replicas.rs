@@ -318,7 +318,30 @@ clients = ["bank-0"]
             },
         )
         .await;
-        result.map_err(|e| e.context(self.log_tails()))
+        match result {
+            Ok(ledger) => Ok(ledger),
+            Err(e) => {
+                let state = self.query_state().await;
+                Err(e.context(format!("{}\n{state}", self.log_tails())))
+            }
+        }
+    }
+
+    /// What each live replica answers now: readiness, the ledger's first page and its
+    /// replica table — for a failure message.
+    async fn query_state(&self) -> String {
+        let mut out = String::new();
+        for i in self.live() {
+            for path in ["/readyz", "/v1/files?limit=1", "/v1/metadata"] {
+                let got = get_as(OPS_TOKEN, &format!("{}{path}", self.url(i))).await;
+                let shown = match got {
+                    Some((status, body, _)) => format!("{status} {body}"),
+                    None => "no answer".into(),
+                };
+                out.push_str(&format!("--- replica {i} GET {path}: {shown}\n"));
+            }
+        }
+        out
     }
 
     /// Waits until every partition is served by exactly one live replica.
