@@ -137,12 +137,7 @@ pub async fn start(config: &Config, roles: &[Role]) -> Result<RunningApp, crate:
                 "deliveries: {} expects category {:?}, which no layout defines ({})",
                 d.client,
                 d.category,
-                catalog
-                    .categories()
-                    .iter()
-                    .map(|c| c.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                catalog.names()
             ))
             .into());
         }

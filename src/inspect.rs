@@ -57,7 +57,7 @@ pub fn parse_file(
             .ok_or_else(|| {
                 usage(format!(
                     "no category named {wanted}; known: {}",
-                    names(catalog)
+                    catalog.names()
                 ))
             })?,
         None => catalog
@@ -127,15 +127,6 @@ fn usage(message: String) -> crate::Error {
 /// With `bad_records = "file"`, one bad record holds the file.
 fn held_by_policy(category: &Category, issues: u64) -> bool {
     issues > 0 && category.bad_records == crate::formats::BadRecordPolicy::File
-}
-
-fn names(catalog: &Catalog) -> String {
-    catalog
-        .categories()
-        .iter()
-        .map(|c| c.name.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn issue_json(issue: &RecordIssue) -> Value {

@@ -1343,6 +1343,15 @@ impl Catalog {
         &self.categories
     }
 
+    /// The categories' names, comma-separated, for messages.
+    pub fn names(&self) -> String {
+        self.categories
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// The one category a file name belongs to. `Err` names the candidates when the
     /// answer is none or more than one; neither may be guessed.
     pub fn categorize(&self, file_name: &str) -> Result<&Category, String> {

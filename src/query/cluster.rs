@@ -44,7 +44,7 @@ pub(crate) struct Answered {
 }
 
 impl Answered {
-    fn merge(&mut self, other: Answered) {
+    pub fn merge(&mut self, other: Answered) {
         self.replicas.extend(other.replicas);
         self.stale_lag = match (self.stale_lag, other.stale_lag) {
             (Some(a), Some(b)) => Some(a.max(b)),

@@ -449,7 +449,7 @@ async fn filtered_page(
             limit: limit + 1,
         };
         let (chunk, who) = state.cluster.read(&read, freshness).await?;
-        answered = merge(answered, who);
+        answered.merge(who);
         let exhausted = chunk.len() <= limit;
         for (key, value) in &chunk {
             if !keep(key, value)? {
@@ -469,12 +469,6 @@ async fn filtered_page(
             _ => return Ok((page, None, answered)),
         }
     }
-}
-
-fn merge(mut a: Answered, b: Answered) -> Answered {
-    a.replicas.extend(b.replicas);
-    a.stale_lag = a.stale_lag.max(b.stale_lag);
-    a
 }
 
 fn decode_entry(key: &[u8], value: &[u8]) -> Result<FileLedgerEntry, ApiError> {
@@ -593,7 +587,7 @@ async fn file(
                 key: key.as_bytes(),
             };
             let (found, who) = state.cluster.read(&read, fresh).await?;
-            answered = merge(answered, who);
+            answered.merge(who);
             match found.first() {
                 Some((_, raw)) => {
                     let chain: VersionChain = serde_json::from_slice(raw).map_err(|e| {
@@ -700,7 +694,7 @@ impl ViewReader for ClusterViews {
                 .block_on(self.cluster.read(&read, self.freshness))
                 .map_err(|e| e.message)?;
             let mut answered = self.answered.lock().expect("answered lock");
-            *answered = merge(std::mem::take(&mut answered), who);
+            answered.merge(who);
             Ok(chunk)
         })
     }
