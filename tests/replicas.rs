@@ -22,6 +22,8 @@ const PEER_TOKEN: &str = "peer-0123456789abcdef0123456789abcdef";
 
 use credstream::rawstore::sha256_hex;
 use credstream::samples::account_master_csv;
+use credstream::streams::partition_for_key;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 const PARTITIONS: i32 = 6;
 const ROWS: usize = 40;
@@ -103,6 +105,7 @@ struct Deployment {
     registry_url: String,
     config: PathBuf,
     prefix: String,
+    app: String,
     _poller: Credstream,
     slots: Vec<Slot>,
 }
@@ -188,6 +191,7 @@ clients = ["bank-0"]
             registry_url,
             config,
             prefix,
+            app,
             _poller: poller,
             slots,
         };
@@ -306,8 +310,10 @@ clients = ["bank-0"]
         Ok(ledger.values().cloned().collect())
     }
 
-    /// Waits until the replicas have settled and the ledger holds `n` entries.
-    async fn wait_for_files(&self, n: usize) -> Result<Vec<Json>> {
+    /// Waits until the replicas have settled and the ledger holds an entry for each of
+    /// `drops`.
+    async fn wait_for_files(&self, drops: &[Drop]) -> Result<Vec<Json>> {
+        let n = drops.len();
         let result = wait_for(
             Duration::from_secs(180),
             &format!("{n} ledger entries on settled replicas"),
@@ -322,9 +328,75 @@ clients = ["bank-0"]
             Ok(ledger) => Ok(ledger),
             Err(e) => {
                 let state = self.query_state().await;
-                Err(e.context(format!("{}\n{state}", self.log_tails())))
+                let missing = self.where_missing(drops).await;
+                Err(e.context(format!("{}\n{state}\n{missing}", self.log_tails())))
             }
         }
+    }
+
+    /// For a failure message: the files without a ledger entry, where their arrivals sit
+    /// in the input topic, the group's committed offsets, and the poller's log.
+    async fn where_missing(&self, drops: &[Drop]) -> String {
+        let mut out = String::new();
+        let listed: BTreeSet<String> = match self.ledger().await {
+            Ok(ledger) => ledger
+                .iter()
+                .filter_map(|e| e["file_path"].as_str().map(str::to_string))
+                .collect(),
+            Err(e) => {
+                out.push_str(&format!("--- ledger unreadable: {e:#}\n"));
+                BTreeSet::new()
+            }
+        };
+        let missing: Vec<&str> = drops
+            .iter()
+            .map(|d| d.path.as_str())
+            .filter(|p| !listed.contains(*p))
+            .collect();
+        out.push_str(&format!(
+            "--- {} of {} files have no ledger entry: {missing:?}\n",
+            missing.len(),
+            drops.len()
+        ));
+        let topic = format!("{}file-arrivals", self.prefix);
+        let bootstrap = self.tansu.bootstrap();
+        match support::read_topic_positioned(&bootstrap, &topic) {
+            Ok(arrivals) => {
+                for a in arrivals {
+                    let value = a.value.unwrap_or_default();
+                    let path = drops
+                        .iter()
+                        .map(|d| d.path.as_str())
+                        .find(|p| value.windows(p.len()).any(|w| w == p.as_bytes()))
+                        .unwrap_or("?");
+                    let state = if listed.contains(path) {
+                        "in ledger"
+                    } else {
+                        "MISSING"
+                    };
+                    out.push_str(&format!(
+                        "--- arrival p{}-{} {path}: {state}\n",
+                        a.partition, a.offset
+                    ));
+                }
+            }
+            Err(e) => out.push_str(&format!("--- arrivals unreadable: {e:#}\n")),
+        }
+        match support::group_progress(&bootstrap, &self.app, &topic) {
+            Ok(progress) => {
+                for (partition, committed, end) in progress {
+                    out.push_str(&format!(
+                        "--- partition {partition}: committed {committed:?}, end {end}\n"
+                    ));
+                }
+            }
+            Err(e) => out.push_str(&format!("--- committed offsets unreadable: {e:#}\n")),
+        }
+        out.push_str(&format!(
+            "--- poller\n{}",
+            support::log_file_tail(&self.root().join("poller.log"))
+        ));
+        out
     }
 
     /// What each live replica answers now: readiness, the ledger's first page and its
@@ -496,7 +568,7 @@ async fn a_killed_replica_hands_over_and_a_wiped_one_restores() -> Result<()> {
             d.kill9(1); // while files flow; it is not restarted
         }
     }
-    let ledger = d.wait_for_files(drops.len()).await?;
+    let ledger = d.wait_for_files(&drops).await?;
     ensure!(d.live() == vec![0, 2]);
     d.check_metadata().await?;
     d.check_ledger(&ledger, &drops)?;
@@ -508,7 +580,7 @@ async fn a_killed_replica_hands_over_and_a_wiped_one_restores() -> Result<()> {
     d.kill9(2);
     std::fs::remove_dir_all(&d.slots[2].state)?;
     d.start(2)?;
-    let again = d.wait_for_files(drops.len()).await?;
+    let again = d.wait_for_files(&drops).await?;
     ensure!(
         ledger_view(&again) == ledger_view(&ledger),
         "answers changed after the restore"
@@ -541,6 +613,79 @@ fn ledger_view(ledger: &[Json]) -> BTreeMap<String, (String, u64, u64, u64)> {
         .collect()
 }
 
+/// A replica killed between two of a record's changelog writes (one topic per store, so
+/// they cannot land together without transactions) leaves that record's state in part.
+/// Here the dedup store knows the file's arrival and the ledger does not, as when the
+/// dedup write landed first. The input offset was never committed, so the record is
+/// processed again, and it must be processed in full, not skipped as already done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_whose_state_landed_in_part_before_a_crash_is_processed_again_in_full()
+-> Result<()> {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let mut d = Deployment::new(1, 0).await?;
+    let drops = plan(2);
+    d.wait_settled().await?;
+    d.drop_file(&drops[0])?;
+    d.wait_for_files(&drops[..1]).await?;
+
+    // What a crash after the dedup write of the next file's arrival leaves behind.
+    let target = &drops[1];
+    let client = target.path.split('/').next().unwrap();
+    let partition = partition_for_key(client.as_bytes(), PARTITIONS);
+    let bootstrap = d.tansu.bootstrap();
+    let arrivals = format!("{}file-arrivals", d.prefix);
+    let next = support::group_progress(&bootstrap, &d.app, &arrivals)?
+        .into_iter()
+        .find(|(p, _, _)| *p == partition)
+        .map(|(_, _, end)| end)
+        .context("no such partition")?;
+    d.kill9(0);
+    let sha = sha256_hex(target.text.as_bytes());
+    let arrival_id = format!("p{partition}-{next}");
+    let dedup = format!("{}-dedup-changelog", d.app);
+    let token = support::read_topic_positioned(&bootstrap, &dedup)?
+        .into_iter()
+        .filter(|r| r.partition == partition)
+        .filter_map(|r| r.key.strip_prefix(b"\0fence\0").map(<[u8]>::to_vec))
+        .next_back()
+        .context("the task wrote no fence marker")?;
+    let token = u64::from_str_radix(std::str::from_utf8(&token)?, 16)?;
+    let entry = serde_json::json!({
+        "arrival_id": arrival_id,
+        "ledger_key": format!("{sha}/{arrival_id}"),
+        "path": target.path,
+    });
+    let producer: BaseProducer = support::tansu::rdkafka_client_config(&bootstrap).create()?;
+    producer
+        .send(
+            BaseRecord::to(&dedup)
+                .partition(partition)
+                .key(format!("{client}/{sha}").as_bytes())
+                .payload(&serde_json::to_vec(&entry)?)
+                .headers(credstream::streams::changelog::owner_headers(token)),
+        )
+        .map_err(|(e, _)| e)?;
+    producer.flush(Duration::from_secs(10))?;
+    // The replica restarts on another machine: its stores come from the changelogs.
+    std::fs::remove_dir_all(&d.slots[0].state)?;
+    d.start(0)?;
+    d.wait_settled().await?;
+
+    d.drop_file(target)?;
+    let ledger = d.wait_for_files(&drops).await?;
+    d.check_ledger(&ledger, &drops)?;
+    let again = ledger
+        .iter()
+        .find(|e| e["file_path"] == target.path.as_str())
+        .context("no entry")?;
+    ensure!(
+        again["arrival_id"] == arrival_id.as_str(),
+        "the file arrived as {}, not as the arrival whose state was planted ({arrival_id})",
+        again["arrival_id"]
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_kill_and_restart_cycles_lose_and_double_count_nothing() -> Result<()> {
     let _turn = ONE_AT_A_TIME.lock().await;
@@ -562,7 +707,7 @@ async fn fifty_kill_and_restart_cycles_lose_and_double_count_nothing() -> Result
         d.kill9(victim);
         d.start(victim)?;
     }
-    let ledger = d.wait_for_files(drops.len()).await?;
+    let ledger = d.wait_for_files(&drops).await?;
     d.check_ledger(&ledger, &drops)?;
     let repeats = d.check_outputs(&drops).await?;
     eprintln!(
@@ -788,7 +933,7 @@ async fn every_key_is_answered_correctly_by_every_replica_during_and_after_a_reb
     for drop in &drops {
         d.drop_file(drop)?;
     }
-    let ledger = d.wait_for_files(drops.len()).await?;
+    let ledger = d.wait_for_files(&drops).await?;
     d.check_ledger(&ledger, &drops)?;
     let t = truth(&drops);
     ensure!(t.accounts.len() == 6 * ROWS && t.files.len() == 6);

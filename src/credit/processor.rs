@@ -395,6 +395,11 @@ impl Processor for FileProcessor {
             }
             None => None,
         };
+        // This very record, processed before a crash stopped its offset commit: its state
+        // writes went to one changelog per store and may have landed only in part (the
+        // dedup entry without the ledger entry, say). So it is processed again in full,
+        // not skipped; every write is an upsert under the same key.
+        let seen = seen.filter(|first| first.arrival_id != arrival_id);
         // A replay processes the bytes again; its ledger entry names the first arrival.
         let replay_of = match &seen {
             Some(first) if arrival.replay => Some(first.arrival_id.clone()),
@@ -405,10 +410,6 @@ impl Processor for FileProcessor {
             clear_quarantine_view(ctx, &arrival)?;
         }
         if let Some(first) = seen.filter(|_| !arrival.replay) {
-            if first.arrival_id == arrival_id {
-                // This very record was processed before a crash let it be replayed.
-                return Ok(());
-            }
             let entry = self.ledger_entry(&arrival, &arrival_id, FileStatus::Duplicate, |e| {
                 e.reason = Some(format!(
                     "same bytes as arrival {} of {}; nothing emitted",

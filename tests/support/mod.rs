@@ -297,6 +297,22 @@ pub type KeyValue = (Vec<u8>, Option<Vec<u8>>);
 
 /// Every record of `topic` up to its current end, in partition order.
 pub fn read_topic(bootstrap: &str, topic: &str) -> Result<Vec<KeyValue>> {
+    Ok(read_topic_positioned(bootstrap, topic)?
+        .into_iter()
+        .map(|r| (r.key, r.value))
+        .collect())
+}
+
+/// A record as read back, with where it sits.
+pub struct Positioned {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Vec<u8>,
+    pub value: Option<Vec<u8>>,
+}
+
+/// Every record of `topic` up to its current end, with partitions and offsets.
+pub fn read_topic_positioned(bootstrap: &str, topic: &str) -> Result<Vec<Positioned>> {
     let consumer: BaseConsumer = tansu::rdkafka_client_config(bootstrap)
         .set("group.id", unique("reader-"))
         .set("enable.auto.commit", "false")
@@ -331,10 +347,12 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> Result<Vec<KeyValue>> {
         }
         match consumer.poll(Duration::from_millis(500)) {
             Some(Ok(m)) => {
-                out.push((
-                    m.key().unwrap_or_default().to_vec(),
-                    m.payload().map(<[u8]>::to_vec),
-                ));
+                out.push(Positioned {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().unwrap_or_default().to_vec(),
+                    value: m.payload().map(<[u8]>::to_vec),
+                });
                 if let Some(&end) = ends.get(&m.partition())
                     && m.offset() + 1 >= end
                 {
@@ -344,6 +362,35 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> Result<Vec<KeyValue>> {
             Some(Err(e)) => bail!("reading {topic}: {e}"),
             None => {}
         }
+    }
+    Ok(out)
+}
+
+/// The offsets `group` has committed on `topic`, per partition (`None`: nothing yet), and
+/// each partition's end.
+pub fn group_progress(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+) -> Result<Vec<(i32, Option<i64>, i64)>> {
+    let consumer: BaseConsumer = tansu::rdkafka_client_config(bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let mut tpl = TopicPartitionList::new();
+    for p in metadata.topics()[0].partitions() {
+        tpl.add_partition(topic, p.id());
+    }
+    let committed = consumer.committed_offsets(tpl, Duration::from_secs(10))?;
+    let mut out = Vec::new();
+    for e in committed.elements_for_topic(topic) {
+        let (_, high) = consumer.fetch_watermarks(topic, e.partition(), Duration::from_secs(10))?;
+        let offset = match e.offset() {
+            Offset::Offset(o) => Some(o),
+            _ => None,
+        };
+        out.push((e.partition(), offset, high));
     }
     Ok(out)
 }
