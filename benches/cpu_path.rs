@@ -9,9 +9,10 @@
 //! a profiler). Prints a Markdown table for BENCHMARKS.md: median of the runs, min–max.
 //!
 //! The path is the one `credit::processor` runs per file (`route_records`): when the
-//! category `validates_first` (a trailer, `bad_records = "file"`, or Metro 2) a whole
-//! validation pass (parse, tokenise, write each row to a scratch buffer), then the routing
-//! pass (parse, tokenise, header + row, the record key). No Kafka send, no view
+//! category `validates_first` (a trailer, `bad_records = "file"`, or Metro 2) the
+//! processor's own validation pass (`credit::validate`: with `bad_records = "record"`,
+//! structure and trailer only), then the routing pass (parse, tokenise, header + row, the
+//! record key). No Kafka send, no view
 //! contributions (`Gather`), no quarantine records (the files are clean). A second table
 //! splits the time per part, and a third times one pass's parse alone (CSV and Metro 2,
 //! whose parsers are public) and parse + tokenise, to show what the Avro row costs.
@@ -19,29 +20,28 @@
 //! Under `cargo test --all-targets` (no `--bench`) it runs a quick pass of 10 000 records
 //! per category, once, asserting no figures: the harness keeps working.
 
+#[path = "common/inputs.rs"]
+mod inputs;
+
 use std::convert::Infallible;
 use std::fmt::Write as _;
-use std::io::{BufWriter, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
 use apache_avro::Schema;
-use chrono::NaiveDate;
 use sha2::{Digest, Sha256};
 
 use credstream::config::Secret;
+use credstream::credit::validate;
 use credstream::formats::metro2::parse_metro2_records;
 use credstream::formats::{
     Catalog, Category, FormatSpec, ParsedRecord, RecordIssue, parse, parse_csv,
 };
-use credstream::samples::{
-    Metro2Spec, Month, TransactionsSpec, accounts_trailer, write_accounts, write_metro2,
-    write_transactions,
-};
 use credstream::schema::contracts::Contracts;
 use credstream::schema::{Codec, FileProvenance, RowPlan, RowRef};
 use credstream::tokenise::Tokeniser;
+use inputs::Kind;
 
 /// The tokenisation key of the crate's own tests: 32 bytes.
 const TEST_KEY: &str = "0123456789abcdef0123456789abcdef";
@@ -92,72 +92,25 @@ fn generate(dir: &Path, records: usize, only: &str) -> Result<Vec<Input>> {
     let catalog = Catalog::builtin()?;
     let contracts = Contracts::builtin();
     let mut inputs = Vec::new();
-    let mut add = |label: &'static str,
-                   name: String,
-                   write: &dyn Fn(&mut dyn std::io::Write) -> std::io::Result<()>|
-     -> Result<()> {
-        // Labels start with the category's name.
-        if !label.split(' ').next().unwrap_or_default().contains(only) {
-            return Ok(());
-        }
-        let path = dir.join(&name);
-        let began = Instant::now();
-        let mut out = BufWriter::with_capacity(1 << 16, std::fs::File::create(&path)?);
-        write(&mut out)?;
-        out.flush()?;
-        drop(out);
+    for kind in Kind::ALL.into_iter().filter(|k| k.picked_by(only)) {
+        let written = inputs::write(dir, kind, records)?;
         let category = catalog
-            .categorize(&name)
+            .categorize(&written.name)
             .map_err(anyhow::Error::msg)?
             .clone();
         let schema = Schema::parse_str(contracts.get(&category.schema)?)
             .with_context(|| format!("parsing {}", category.schema))?;
         let codec = Codec::new(1, &category.schema, schema)?;
         let plan = RowPlan::new(&category, codec.schema())?;
-        eprintln!(
-            "generated {name}: {records} records, {} bytes in {:.1} s",
-            std::fs::metadata(&path)?.len(),
-            began.elapsed().as_secs_f64()
-        );
         inputs.push(Input {
-            label,
-            path,
+            label: kind.label(),
+            path: written.path,
             category,
             codec,
             plan,
-            records: records as u64,
+            records: written.records,
         });
-        Ok(())
-    };
-    add(
-        "card.accounts (CSV, with trailer)",
-        "accounts_2026-10.csv".into(),
-        &|out| {
-            let mut out = out;
-            let balances = write_accounts(&mut out, records, 7, "2026-10-31", &[], |_| {})?;
-            out.write_all(accounts_trailer(records, balances).as_bytes())
-        },
-    )?;
-    let day = NaiveDate::from_ymd_opt(2026, 10, 15).expect("a date");
-    let spec = TransactionsSpec::new(day, 7, records, (records / 10).max(1));
-    add(
-        "card.transactions (fixed width, one day)",
-        spec.file_name(),
-        &|out| {
-            let mut out = out;
-            write_transactions(&mut out, &spec, |_| {}).map(|_| ())
-        },
-    )?;
-    let month: Month = "2026-10".parse().map_err(anyhow::Error::msg)?;
-    let spec = Metro2Spec::new(month, 7, records);
-    add(
-        "metro2.base (Metro 2, one month)",
-        spec.file_name(),
-        &|out| {
-            let mut out = out;
-            write_metro2(&mut out, &spec, |_| {}).map(|_| ())
-        },
-    )?;
+    }
     Ok(inputs)
 }
 
@@ -197,44 +150,19 @@ fn run_path(input: &Input, tokeniser: &Tokeniser) -> Result<Run> {
         layout: &layout,
     };
 
-    // The validation pass, as `validate` in credit/processor.rs.
+    // The validation pass: the processor's own `validate`.
     let t = Instant::now();
-    if input.category.validates_first(&bytes) {
-        let mut scratch = Vec::with_capacity(512);
-        let mut bad = 0u64;
-        let parsed = parse(
-            &bytes,
+    if input.category.validates_first(&bytes)
+        && let Some(drift) = validate(
             &input.category,
+            &input.plan,
             tokeniser,
-            |outcome| -> Result<(), Infallible> {
-                match outcome {
-                    Ok(rec) => {
-                        scratch.clear();
-                        let row = RowRef {
-                            values: rec.values,
-                            position: rec.position,
-                            file,
-                        };
-                        if input.plan.write(&row, &mut scratch).is_err() {
-                            bad += 1;
-                        }
-                    }
-                    Err(_) => bad += 1,
-                }
-                Ok(())
-            },
-        );
-        let summary = match parsed {
-            Ok(Ok(summary)) => summary,
-            Ok(Err(drift)) => bail!("{}: the file drifted: {drift:?}", input.label),
-            Err(never) => match never {},
-        };
-        ensure!(
-            bad == 0 && summary.records == input.records,
-            "{}: validation saw {} records, {bad} bad",
-            input.label,
-            summary.records
-        );
+            file,
+            &bytes,
+            |_| {},
+        )
+    {
+        bail!("{}: the file drifted: {drift:?}", input.label);
     }
     run.validate = t.elapsed().as_secs_f64();
 

@@ -1139,7 +1139,14 @@ impl FileProcessor {
         // A trailer, or a layout that holds the whole file on one bad record, must be
         // checked before any record leaves.
         if output.category.validates_first(bytes)
-            && let Some(drift) = validate(output, tokeniser, file, raw)
+            && let Some(drift) = validate(
+                &output.category,
+                &output.plan,
+                tokeniser,
+                file,
+                bytes,
+                |offset| raw.release_before(offset),
+            )
         {
             return Ok(Routed::Held(drift));
         }
@@ -1368,9 +1375,6 @@ fn schema_issue(e: impl std::fmt::Display, position: Position) -> RecordIssue {
     }
 }
 
-/// The validation pass: parses and encodes the whole file without sending anything.
-/// Returns the drift that holds the file: a trailer that does not reconcile, or (with
-/// `quarantine.bad_records = "file"`) the first bad record.
 /// Where a parsed record or issue starts: the parser is past everything before it.
 fn outcome_offset(outcome: &Result<ParsedRecord<'_, '_>, RecordIssue>) -> u64 {
     match outcome {
@@ -1379,22 +1383,34 @@ fn outcome_offset(outcome: &Result<ParsedRecord<'_, '_>, RecordIssue>) -> u64 {
     }
 }
 
-fn validate(
-    output: &CategoryOutput,
+/// The validation pass of a file of `category`, which sends nothing: what
+/// `FileProcessor` runs before a category that [`Category::validates_first`] sends any
+/// record. Returns the drift that holds the file: a structure or trailer that does not
+/// reconcile (found with [`crate::formats::reconcile`], which types only the summed
+/// fields), or with `quarantine.bad_records = "file"` the first bad record, for which
+/// every record is parsed, tokenised and encoded with `plan`. `release` hears how far the
+/// pass has read (see [`MappedRaw::release_before`]).
+pub fn validate(
+    category: &Category,
+    plan: &RowPlan,
     tokeniser: &Tokeniser,
     file: FileProvenance<'_>,
-    raw: &MappedRaw,
+    bytes: &[u8],
+    release: impl Fn(u64),
 ) -> Option<FileDrift> {
-    let bytes: &[u8] = raw;
+    if category.bad_records == BadRecordPolicy::Record {
+        // No single record can hold the file: only its structure and trailer can.
+        return crate::formats::reconcile(bytes, category, release).err();
+    }
     let mut scratch = Vec::with_capacity(512);
     let mut first: Option<RecordIssue> = None;
     let mut bad = 0u64;
     let parsed = parse(
         bytes,
-        &output.category,
+        category,
         tokeniser,
         |outcome| -> Result<(), std::convert::Infallible> {
-            raw.release_before(outcome_offset(&outcome));
+            release(outcome_offset(&outcome));
             let issue = match outcome {
                 Ok(rec) => {
                     scratch.clear();
@@ -1403,7 +1419,7 @@ fn validate(
                         position: rec.position,
                         file,
                     };
-                    match output.plan.write(&row, &mut scratch) {
+                    match plan.write(&row, &mut scratch) {
                         Ok(()) => return Ok(()),
                         Err(e) => schema_issue(e, rec.position),
                     }
@@ -1420,7 +1436,7 @@ fn validate(
         Ok(Ok(summary)) => summary,
         Err(never) => match never {},
     };
-    let issue = first.filter(|_| output.category.bad_records == BadRecordPolicy::File)?;
+    let issue = first.filter(|_| category.bad_records == BadRecordPolicy::File)?;
     Some(FileDrift {
         class: issue.class,
         reason: format!(

@@ -14,7 +14,7 @@ use super::layout::{
 };
 use super::mask::mask_card_numbers;
 use super::value::{FieldValue, ParsedRecord, Position, read_field};
-use super::{ControlTotal, DriftClass, FileDrift, ParseSummary, RecordIssue, TrailerCheck};
+use super::{ControlTotal, DriftClass, FileDrift, ParseSummary, Pass, RecordIssue, TrailerCheck};
 
 /// Parses a fixed-width file per `category`, calling `on_record` with each data record or
 /// its issue, in file order; the contract is [`super::parse_csv`]'s. A trailer mismatch is
@@ -22,6 +22,16 @@ use super::{ControlTotal, DriftClass, FileDrift, ParseSummary, RecordIssue, Trai
 pub fn parse_fixed<E>(
     bytes: &[u8],
     category: &Category,
+    on_record: impl FnMut(Result<ParsedRecord<'_, '_>, RecordIssue>) -> Result<(), E>,
+) -> Result<Result<ParseSummary, FileDrift>, E> {
+    parse_fixed_pass(bytes, category, Pass::Typed, on_record)
+}
+
+/// [`parse_fixed`], or with [`Pass::Reconcile`] its structure and trailer only.
+pub(super) fn parse_fixed_pass<E>(
+    bytes: &[u8],
+    category: &Category,
+    mut pass: Pass<'_>,
     mut on_record: impl FnMut(Result<ParsedRecord<'_, '_>, RecordIssue>) -> Result<(), E>,
 ) -> Result<Result<ParseSummary, FileDrift>, E> {
     let FormatSpec::FixedWidth {
@@ -92,6 +102,12 @@ pub fn parse_fixed<E>(
             byte_offset: offset as u64,
         };
         summary.records += 1;
+        if !pass.types_record_at(position.byte_offset) {
+            for running in &mut checks {
+                running.add(category, line, None);
+            }
+            continue;
+        }
         values.clear();
         let outcome = if kind != Some(detail.as_bytes()) {
             Err(RecordIssue {
@@ -450,6 +466,7 @@ mod tests {
             Ok::<(), ()>(())
         })
         .unwrap();
+        crate::formats::assert_reconcile_agrees(text.as_bytes(), &transactions(), &result);
         (result, (ok, bad))
     }
 

@@ -318,7 +318,7 @@ impl Domain {
     pub fn check(&self, value: &FieldValue<'_>) -> Result<(), &str> {
         if let FieldValue::Str(s) = *value {
             return if self.allowed_text.is_empty()
-                || self.allowed_text.iter().any(|a| a == s.trim())
+                || self.allowed_text.iter().any(|a| a == super::value::trim(s))
             {
                 Ok(())
             } else {
@@ -396,43 +396,43 @@ impl FieldType {
 
     /// Parses a non-empty raw value. The error says what was expected.
     pub fn parse<'a>(&self, raw: &'a str) -> Result<FieldValue<'a>, String> {
+        self.parse_trimmed(raw, super::value::trim(raw))
+    }
+
+    /// [`Self::parse`] of `raw`, whose `trim()` the caller has already taken as `text`:
+    /// a string keeps its spaces, every other type reads `text`.
+    pub(super) fn parse_trimmed<'a>(
+        &self,
+        raw: &'a str,
+        text: &'a str,
+    ) -> Result<FieldValue<'a>, String> {
         match self {
             FieldType::String => Ok(FieldValue::Str(raw)),
-            FieldType::Int => raw
-                .trim()
+            FieldType::Int => text
                 .parse::<i32>()
                 .map(FieldValue::Int)
                 .map_err(|_| "an integer (32-bit)".to_string()),
-            FieldType::Long => raw
-                .trim()
+            FieldType::Long => text
                 .parse::<i64>()
                 .map(FieldValue::Long)
                 .map_err(|_| "an integer (64-bit)".to_string()),
-            FieldType::Decimal { scale } => parse_decimal(raw.trim(), *scale)
+            FieldType::Decimal { scale } => parse_decimal(text, *scale)
                 .map(FieldValue::Decimal)
                 .ok_or_else(|| format!("a decimal with at most {scale} fraction digits")),
-            FieldType::Date { format } => chrono::NaiveDate::parse_from_str(raw.trim(), format)
-                .ok()
-                .and_then(|d| {
-                    let days = d
-                        .signed_duration_since(chrono::NaiveDate::default())
-                        .num_days();
-                    i32::try_from(days).ok()
-                })
+            FieldType::Date { format } => parse_date(text, format)
                 .map(FieldValue::Date)
                 .ok_or_else(|| format!("a date formatted {format}")),
             FieldType::Pan => {
-                let digits = raw
+                let digits = text
                     .bytes()
                     .filter(|b| *b != b' ' && *b != b'-')
                     .try_fold(0usize, |n, b| b.is_ascii_digit().then_some(n + 1));
                 match digits {
-                    Some(12..=19) => Ok(FieldValue::Str(raw.trim())),
+                    Some(12..=19) => Ok(FieldValue::Str(text)),
                     _ => Err("a card number (12 to 19 digits)".to_string()),
                 }
             }
             FieldType::AccountNumber => {
-                let text = raw.trim();
                 if text.len() <= crate::tokenise::MAX_ACCOUNT_LEN
                     && text.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
                 {
@@ -496,6 +496,17 @@ pub(super) fn parse_decimal(s: &str, scale: u32) -> Option<i128> {
     {
         return None;
     }
+    // Up to 18 digits fit a u64 without overflow checks, which is every amount a file
+    // states in practice; longer ones take the checked i128 path.
+    if int_part.len() + scale as usize <= 18 {
+        let mut unscaled: u64 = 0;
+        for b in int_part.bytes().chain(frac_part.bytes()) {
+            unscaled = unscaled * 10 + u64::from(b - b'0');
+        }
+        unscaled *= 10u64.pow(scale - frac_part.len() as u32);
+        let unscaled = i128::from(unscaled);
+        return Some(if negative { -unscaled } else { unscaled });
+    }
     let mut unscaled: i128 = 0;
     for b in int_part.bytes().chain(frac_part.bytes()) {
         unscaled = unscaled
@@ -506,6 +517,34 @@ pub(super) fn parse_decimal(s: &str, scale: u32) -> Option<i128> {
         unscaled = unscaled.checked_mul(10)?;
     }
     Some(if negative { -unscaled } else { unscaled })
+}
+
+/// Days since 1970-01-01 of `text` in the strftime `format`, or `None`. The layouts'
+/// formats (`%Y-%m-%d`, `%Y%m%d`, `%m%d%Y`) are read by hand when `text` has exactly
+/// their shape (four-digit year, two-digit month and day), which is every value a
+/// well-formed file holds; anything else goes to chrono. Both accept the same values:
+/// chrono reads such a text field by field too, and the date must exist either way.
+pub(super) fn parse_date(text: &str, format: &str) -> Option<i32> {
+    use chrono::Datelike as _;
+    let b = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| -> Option<u32> {
+        b[range].iter().try_fold(0u32, |n, d| {
+            d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+        })
+    };
+    let at = |y, m, d| Some((digits(y)?, digits(m)?, digits(d)?));
+    let ymd = match (format, b.len()) {
+        ("%Y-%m-%d", 10) if b[4] == b'-' && b[7] == b'-' => at(0..4, 5..7, 8..10),
+        ("%Y%m%d", 8) => at(0..4, 4..6, 6..8),
+        ("%m%d%Y", 8) => at(4..8, 0..2, 2..4),
+        _ => None,
+    };
+    let date = match ymd {
+        Some((y, m, d)) => chrono::NaiveDate::from_ymd_opt(y as i32, m, d)?,
+        None => chrono::NaiveDate::parse_from_str(text, format).ok()?,
+    };
+    // 719 163: days from 0001-01-01 (day 1 of the common era) to 1970-01-01.
+    Some(date.num_days_from_ce() - 719_163)
 }
 
 /// Writes an unscaled integer as a decimal with `scale` fraction digits: the inverse of
@@ -1444,6 +1483,69 @@ mod tests {
             format: "%m%d%Y".into(),
         };
         assert_eq!(mmddyyyy.parse("01021970"), Ok(FieldValue::Date(1)));
+    }
+
+    /// The hand-read date shapes accept exactly what chrono accepts, with the same day:
+    /// every month/day pair (valid or not) of a spread of years, and odd shapes that go
+    /// to chrono.
+    #[test]
+    fn hand_read_dates_agree_with_chrono() {
+        let chrono_days = |text: &str, format: &str| {
+            chrono::NaiveDate::parse_from_str(text, format)
+                .ok()
+                .map(|d| (d - chrono::NaiveDate::default()).num_days() as i32)
+        };
+        let mut texts = Vec::new();
+        for y in [0, 1, 999, 1900, 1970, 2000, 2024, 2026, 2100, 9999] {
+            for m in 0..=13 {
+                for d in 0..=32 {
+                    texts.push((format!("{y:04}-{m:02}-{d:02}"), "%Y-%m-%d"));
+                    texts.push((format!("{y:04}{m:02}{d:02}"), "%Y%m%d"));
+                    texts.push((format!("{m:02}{d:02}{y:04}"), "%m%d%Y"));
+                }
+            }
+        }
+        for odd in [
+            "2026-1-05",
+            "2026-01-5",
+            "+2026-01-05",
+            "2026/01/05",
+            "20260105 ",
+        ] {
+            texts.push((odd.to_string(), "%Y-%m-%d"));
+        }
+        for odd in ["2026015", "2026 105", "-0260105", "１２３４５６７８"] {
+            texts.push((odd.to_string(), "%Y%m%d"));
+            texts.push((odd.to_string(), "%m%d%Y"));
+        }
+        let mut accepted = 0;
+        for (text, format) in &texts {
+            let ours = parse_date(text, format);
+            assert_eq!(ours, chrono_days(text, format), "{text:?} as {format}");
+            accepted += usize::from(ours.is_some());
+        }
+        assert!(accepted > 10_000, "only {accepted} accepted");
+    }
+
+    /// The u64 fast path of `parse_decimal` and the checked i128 path agree at the edge
+    /// between them (18 digits) and beyond it.
+    #[test]
+    fn long_decimals_stay_exact() {
+        assert_eq!(
+            parse_decimal("9999999999999999.99", 2),
+            Some(999_999_999_999_999_999)
+        );
+        assert_eq!(
+            parse_decimal("-99999999999999999.99", 2),
+            Some(-9_999_999_999_999_999_999)
+        );
+        assert_eq!(parse_decimal("1", 18), Some(10i128.pow(18)));
+        assert_eq!(parse_decimal("12", 18), Some(12 * 10i128.pow(18)));
+        assert_eq!(
+            parse_decimal("123456789012345678901234567890", 0),
+            Some(123_456_789_012_345_678_901_234_567_890)
+        );
+        assert_eq!(parse_decimal("1234567890123456789012345678901", 0), None);
     }
 
     #[test]

@@ -511,19 +511,20 @@ pub fn reconcile_counts(trailer: Option<&Trailer>, counts: &Counts) -> Vec<Trail
         .collect()
 }
 
-/// One framed record: its bytes from the RDW on, line breaks removed.
-struct Frame {
+/// One framed record: its bytes from the RDW on, line breaks removed (borrowed from the
+/// file unless a break had to be removed).
+struct Frame<'b> {
     start: usize,
     line: u64,
     bdw: Option<u32>,
     rdw: u32,
-    bytes: Vec<u8>,
+    bytes: Cow<'b, [u8]>,
     /// Why the RDW or BDW disagrees with the bytes.
     problem: Option<String>,
     lines_mode: bool,
 }
 
-impl Frame {
+impl Frame<'_> {
     fn is(&self, ident: &[u8]) -> bool {
         self.bytes.get(4..4 + ident.len()) == Some(ident)
     }
@@ -609,10 +610,10 @@ fn detect_framing(bytes: &[u8]) -> Result<Framing, FileDrift> {
 }
 
 /// Hands each framed record to `on_frame` in file order; stops at the first error.
-fn frame(
-    bytes: &[u8],
+fn frame<'b>(
+    bytes: &'b [u8],
     framing: Framing,
-    on_frame: &mut dyn FnMut(Frame) -> Result<(), FileDrift>,
+    on_frame: &mut dyn FnMut(Frame<'b>) -> Result<(), FileDrift>,
 ) -> Result<(), FileDrift> {
     match framing {
         Framing::Rdw { blocked } => frame_rdw(bytes, blocked, on_frame),
@@ -620,10 +621,10 @@ fn frame(
     }
 }
 
-fn frame_rdw(
-    bytes: &[u8],
+fn frame_rdw<'b>(
+    bytes: &'b [u8],
     blocked: bool,
-    on_frame: &mut dyn FnMut(Frame) -> Result<(), FileDrift>,
+    on_frame: &mut dyn FnMut(Frame<'b>) -> Result<(), FileDrift>,
 ) -> Result<(), FileDrift> {
     let mut framed = 0u64;
     let (mut p, mut line, mut counted_to) = (0, 1u64, 0);
@@ -644,21 +645,28 @@ fn frame_rdw(
             return Err(malformed(&msg, framed));
         };
         let want = rdw as usize;
-        let mut rec = Vec::with_capacity(want);
-        let mut i = q;
-        while rec.len() < want && i < bytes.len() {
-            if is_break(&bytes[i]) {
-                // A break inside a record wraps it, unless a new record follows.
-                let next = skip_breaks(bytes, i);
-                if next >= bytes.len() || record_starts_at(bytes, next, blocked) {
-                    break;
+        let (mut rec, mut i) = match bytes.get(q..q + want) {
+            // The usual record: no line break inside, so it is the file's own bytes.
+            Some(whole) if !whole.iter().any(is_break) => (Cow::Borrowed(whole), q + want),
+            _ => {
+                let mut rec = Vec::with_capacity(want);
+                let mut i = q;
+                while rec.len() < want && i < bytes.len() {
+                    if is_break(&bytes[i]) {
+                        // A break inside a record wraps it, unless a new record follows.
+                        let next = skip_breaks(bytes, i);
+                        if next >= bytes.len() || record_starts_at(bytes, next, blocked) {
+                            break;
+                        }
+                        i = next;
+                        continue;
+                    }
+                    rec.push(bytes[i]);
+                    i += 1;
                 }
-                i = next;
-                continue;
+                (Cow::Owned(rec), i)
             }
-            rec.push(bytes[i]);
-            i += 1;
-        }
+        };
         let mut problem = None;
         if rec.len() < want {
             problem = Some(format!(
@@ -673,7 +681,7 @@ fn frame_rdw(
             if bytes[i..eol].iter().all(|b| *b == b' ') {
                 i = eol;
             } else if !record_starts_at(bytes, i, blocked) {
-                rec.extend_from_slice(&bytes[i..eol]);
+                rec.to_mut().extend_from_slice(&bytes[i..eol]);
                 problem = Some(format!(
                     "record descriptor word says {rdw} bytes, the record has {}",
                     rec.len()
@@ -704,10 +712,10 @@ fn frame_rdw(
     Ok(())
 }
 
-fn frame_lines(
-    bytes: &[u8],
+fn frame_lines<'b>(
+    bytes: &'b [u8],
     blocked: bool,
-    on_frame: &mut dyn FnMut(Frame) -> Result<(), FileDrift>,
+    on_frame: &mut dyn FnMut(Frame<'b>) -> Result<(), FileDrift>,
 ) -> Result<(), FileDrift> {
     let mut start = 0;
     for (n, raw) in bytes.split(|b| *b == b'\n').enumerate() {
@@ -726,7 +734,7 @@ fn frame_lines(
             line: n as u64 + 1,
             bdw,
             rdw: word(rec, 0).map_or(0, |(w, _)| w),
-            bytes: rec.to_vec(),
+            bytes: Cow::Borrowed(rec),
             problem: None,
             lines_mode: true,
         })?;
@@ -788,10 +796,7 @@ impl Fields<'_, '_> {
         if raw.iter().all(|b| *b == b'0' || *b == b' ') {
             return None;
         }
-        let parsed = std::str::from_utf8(raw)
-            .ok()
-            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|s| NaiveDate::parse_from_str(s, "%m%d%Y").ok());
+        let parsed = mmddyyyy(raw);
         if parsed.is_none() {
             self.mismatch(field, "a date MMDDYYYY", pos, 8);
         }
@@ -804,15 +809,47 @@ impl Fields<'_, '_> {
         if raw.iter().all(|b| *b == b'0' || *b == b' ') {
             return None;
         }
-        let parsed = std::str::from_utf8(raw)
-            .ok()
-            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|s| NaiveDateTime::parse_from_str(s, "%m%d%Y%H%M%S").ok());
+        let parsed = mmddyyyyhhmmss(raw);
         if parsed.is_none() {
             self.mismatch(field, "a time stamp MMDDYYYYHHMMSS", pos, 14);
         }
         parsed
     }
+}
+
+/// The number of ASCII digits `raw`, or `None`.
+fn decimal_digits(raw: &[u8]) -> Option<u32> {
+    raw.iter().try_fold(0u32, |n, d| {
+        d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+    })
+}
+
+/// Eight ASCII digits MMDDYYYY as a date: what chrono's `%m%d%Y` reads from them, without
+/// its format machinery (a cost per date field of every record).
+fn mmddyyyy(raw: &[u8]) -> Option<NaiveDate> {
+    let year = decimal_digits(raw.get(4..8)?)?;
+    let month = decimal_digits(&raw[0..2])?;
+    let day = decimal_digits(&raw[2..4])?;
+    NaiveDate::from_ymd_opt(year as i32, month, day).filter(|_| raw.len() == 8)
+}
+
+/// Fourteen ASCII digits MMDDYYYYHHMMSS as a time: what chrono's `%m%d%Y%H%M%S` reads
+/// from them. A 60th second (a leap second, which chrono accepts) goes to chrono.
+fn mmddyyyyhhmmss(raw: &[u8]) -> Option<NaiveDateTime> {
+    if raw.len() != 14 {
+        return None;
+    }
+    let date = mmddyyyy(&raw[..8])?;
+    let (h, m, sec) = (
+        decimal_digits(&raw[8..10])?,
+        decimal_digits(&raw[10..12])?,
+        decimal_digits(&raw[12..14])?,
+    );
+    if sec >= 60 {
+        let text = std::str::from_utf8(raw).ok()?;
+        return NaiveDateTime::parse_from_str(text, "%m%d%Y%H%M%S").ok();
+    }
+    date.and_hms_opt(h, m, sec)
 }
 
 fn fields<'a, 'i>(
@@ -1281,57 +1318,60 @@ enum Raw<'a> {
     Date(Option<NaiveDate>),
 }
 
-fn raw_value<'a>(record: &'a BaseRecord, source: &str) -> Raw<'a> {
-    let b = &record.base;
-    let text = |s: &'a String| Raw::Text(s.as_str());
+/// Reads one layout field's raw value from a base record.
+type Picker = for<'a> fn(&'a BaseRecord) -> Raw<'a>;
+
+/// The reader of base-segment field `source`, found once per file rather than by name per
+/// record.
+fn picker(source: &str) -> Picker {
     match source {
-        "processing_indicator" => text(&b.processing_indicator),
-        "correction_indicator" => text(&b.correction_indicator),
-        "identification_number" => text(&b.identification_number),
-        "cycle_identifier" => text(&b.cycle_identifier),
-        "consumer_account_number" => text(&b.consumer_account_number),
-        "portfolio_type" => text(&b.portfolio_type),
-        "account_type" => text(&b.account_type),
-        "date_opened" => Raw::Date(b.date_opened),
-        "credit_limit" => Raw::Number(b.credit_limit),
-        "highest_credit" => Raw::Number(b.highest_credit),
-        "terms_duration" => text(&b.terms_duration),
-        "terms_frequency" => text(&b.terms_frequency),
-        "scheduled_monthly_payment" => Raw::Number(b.scheduled_monthly_payment),
-        "actual_payment_amount" => Raw::Number(b.actual_payment_amount),
-        "account_status" => text(&b.account_status),
-        "payment_rating" => text(&b.payment_rating),
-        "payment_history_profile" => text(&b.payment_history_profile),
-        "special_comment" => text(&b.special_comment),
-        "compliance_condition_code" => text(&b.compliance_condition_code),
-        "current_balance" => Raw::Number(b.current_balance),
-        "amount_past_due" => Raw::Number(b.amount_past_due),
-        "original_charge_off_amount" => Raw::Number(b.original_charge_off_amount),
-        "date_of_account_information" => Raw::Date(b.date_of_account_information),
-        "date_of_first_delinquency" => Raw::Date(b.date_of_first_delinquency),
-        "date_closed" => Raw::Date(b.date_closed),
-        "date_of_last_payment" => Raw::Date(b.date_of_last_payment),
-        "interest_type_indicator" => text(&b.interest_type_indicator),
-        "consumer_transaction_type" => text(&b.consumer_transaction_type),
-        "surname" => text(&b.surname),
-        "first_name" => text(&b.first_name),
-        "middle_name" => text(&b.middle_name),
-        "generation_code" => text(&b.generation_code),
-        "social_security_number" => text(&b.social_security_number),
-        "date_of_birth" => Raw::Date(b.date_of_birth),
-        "telephone_number" => text(&b.telephone_number),
-        "ecoa_code" => text(&b.ecoa_code),
-        "consumer_information_indicator" => text(&b.consumer_information_indicator),
-        "country_code" => text(&b.country_code),
-        "first_line_of_address" => text(&b.first_line_of_address),
-        "second_line_of_address" => text(&b.second_line_of_address),
-        "city" => text(&b.city),
-        "state" => text(&b.state),
-        "postal_code" => text(&b.postal_code),
-        "address_indicator" => text(&b.address_indicator),
-        "residence_code" => text(&b.residence_code),
-        "j1_segments" => Raw::Number(record.j1.len() as u64),
-        "j2_segments" => Raw::Number(record.j2.len() as u64),
+        "processing_indicator" => |r| Raw::Text(&r.base.processing_indicator),
+        "correction_indicator" => |r| Raw::Text(&r.base.correction_indicator),
+        "identification_number" => |r| Raw::Text(&r.base.identification_number),
+        "cycle_identifier" => |r| Raw::Text(&r.base.cycle_identifier),
+        "consumer_account_number" => |r| Raw::Text(&r.base.consumer_account_number),
+        "portfolio_type" => |r| Raw::Text(&r.base.portfolio_type),
+        "account_type" => |r| Raw::Text(&r.base.account_type),
+        "date_opened" => |r| Raw::Date(r.base.date_opened),
+        "credit_limit" => |r| Raw::Number(r.base.credit_limit),
+        "highest_credit" => |r| Raw::Number(r.base.highest_credit),
+        "terms_duration" => |r| Raw::Text(&r.base.terms_duration),
+        "terms_frequency" => |r| Raw::Text(&r.base.terms_frequency),
+        "scheduled_monthly_payment" => |r| Raw::Number(r.base.scheduled_monthly_payment),
+        "actual_payment_amount" => |r| Raw::Number(r.base.actual_payment_amount),
+        "account_status" => |r| Raw::Text(&r.base.account_status),
+        "payment_rating" => |r| Raw::Text(&r.base.payment_rating),
+        "payment_history_profile" => |r| Raw::Text(&r.base.payment_history_profile),
+        "special_comment" => |r| Raw::Text(&r.base.special_comment),
+        "compliance_condition_code" => |r| Raw::Text(&r.base.compliance_condition_code),
+        "current_balance" => |r| Raw::Number(r.base.current_balance),
+        "amount_past_due" => |r| Raw::Number(r.base.amount_past_due),
+        "original_charge_off_amount" => |r| Raw::Number(r.base.original_charge_off_amount),
+        "date_of_account_information" => |r| Raw::Date(r.base.date_of_account_information),
+        "date_of_first_delinquency" => |r| Raw::Date(r.base.date_of_first_delinquency),
+        "date_closed" => |r| Raw::Date(r.base.date_closed),
+        "date_of_last_payment" => |r| Raw::Date(r.base.date_of_last_payment),
+        "interest_type_indicator" => |r| Raw::Text(&r.base.interest_type_indicator),
+        "consumer_transaction_type" => |r| Raw::Text(&r.base.consumer_transaction_type),
+        "surname" => |r| Raw::Text(&r.base.surname),
+        "first_name" => |r| Raw::Text(&r.base.first_name),
+        "middle_name" => |r| Raw::Text(&r.base.middle_name),
+        "generation_code" => |r| Raw::Text(&r.base.generation_code),
+        "social_security_number" => |r| Raw::Text(&r.base.social_security_number),
+        "date_of_birth" => |r| Raw::Date(r.base.date_of_birth),
+        "telephone_number" => |r| Raw::Text(&r.base.telephone_number),
+        "ecoa_code" => |r| Raw::Text(&r.base.ecoa_code),
+        "consumer_information_indicator" => |r| Raw::Text(&r.base.consumer_information_indicator),
+        "country_code" => |r| Raw::Text(&r.base.country_code),
+        "first_line_of_address" => |r| Raw::Text(&r.base.first_line_of_address),
+        "second_line_of_address" => |r| Raw::Text(&r.base.second_line_of_address),
+        "city" => |r| Raw::Text(&r.base.city),
+        "state" => |r| Raw::Text(&r.base.state),
+        "postal_code" => |r| Raw::Text(&r.base.postal_code),
+        "address_indicator" => |r| Raw::Text(&r.base.address_indicator),
+        "residence_code" => |r| Raw::Text(&r.base.residence_code),
+        "j1_segments" => |r| Raw::Number(r.j1.len() as u64),
+        "j2_segments" => |r| Raw::Number(r.j2.len() as u64),
         other => unreachable!("the layout checks Metro 2 field names ({other})"),
     }
 }
@@ -1344,12 +1384,26 @@ fn raw_value<'a>(record: &'a BaseRecord, source: &str) -> Raw<'a> {
 pub fn parse_metro2_records<E>(
     bytes: &[u8],
     category: &super::Category,
+    on_record: impl FnMut(Result<super::ParsedRecord<'_, '_>, RecordIssue>) -> Result<(), E>,
+) -> Result<Result<super::ParseSummary, FileDrift>, E> {
+    parse_metro2_pass(bytes, category, super::Pass::Typed, on_record)
+}
+
+/// [`parse_metro2_records`], or with [`super::Pass::Reconcile`] its structure and trailer
+/// only (the counts come from the scan; no record is typed).
+pub(super) fn parse_metro2_pass<E>(
+    bytes: &[u8],
+    category: &super::Category,
+    mut pass: super::Pass<'_>,
     mut on_record: impl FnMut(Result<super::ParsedRecord<'_, '_>, RecordIssue>) -> Result<(), E>,
 ) -> Result<Result<super::ParseSummary, FileDrift>, E> {
     let mut summary = super::ParseSummary::default();
     // The first problem of the header, the trailer or the file's structure: it holds the
     // file, reported once the records are read.
     let mut file_problem: Option<RecordIssue> = None;
+    let pickers: Vec<Picker> = category.fields.iter().map(|f| picker(&f.column)).collect();
+    // Reused across records; see `recycle`.
+    let mut spare: Vec<super::FieldValue<'static>> = Vec::with_capacity(pickers.len());
     let scan = scan_metro2(bytes, |event| match event {
         Event::FileIssue(issue) => {
             file_problem.get_or_insert(issue);
@@ -1357,26 +1411,29 @@ pub fn parse_metro2_records<E>(
         }
         Event::Record(record, issues) => {
             summary.records += 1;
-            let outcome = match issues.into_iter().reduce(|mut first, _| {
+            if !pass.types_record_at(record.position.byte_offset) {
+                return Ok(());
+            }
+            let first = issues.into_iter().reduce(|mut first, _| {
                 first.reason.push_str(" (and more)");
                 first
-            }) {
+            });
+            let mut values = super::value::recycle(std::mem::take(&mut spare));
+            let outcome = match first {
                 Some(issue) => Err(issue),
-                None => record_values(&record, category).map_err(|issue| *issue),
+                None => {
+                    record_values(&record, category, &pickers, &mut values).map_err(|issue| *issue)
+                }
             };
-            match outcome {
-                Ok(values) => {
-                    summary.parsed += 1;
-                    on_record(Ok(super::ParsedRecord {
-                        position: record.position,
-                        values: &values,
-                    }))
-                }
-                Err(issue) => {
-                    summary.issues += 1;
-                    on_record(Err(issue))
-                }
-            }
+            let handed = super::hand_on(
+                &mut summary,
+                outcome,
+                record.position,
+                &values,
+                &mut on_record,
+            );
+            spare = super::value::recycle(values);
+            handed
         }
     })?;
     let scan = match scan {
@@ -1439,16 +1496,19 @@ pub fn parse_metro2_records<E>(
     Ok(Ok(summary))
 }
 
-/// A clean record's values in layout order, or the first reason one cannot be read.
+/// A clean record's values in layout order (into `values`, emptied first), or the first
+/// reason one cannot be read. `pickers` read the layout's fields, in its order.
 fn record_values<'r>(
     record: &'r BaseRecord,
     category: &super::Category,
-) -> Result<Vec<super::FieldValue<'r>>, Box<RecordIssue>> {
+    pickers: &[Picker],
+    values: &mut Vec<super::FieldValue<'r>>,
+) -> Result<(), Box<RecordIssue>> {
     use super::value::FieldValue;
     let position = record.position;
-    let mut values = Vec::with_capacity(category.fields.len());
-    for field in &category.fields {
-        let value = match raw_value(record, &field.column) {
+    values.clear();
+    for (field, pick) in category.fields.iter().zip(pickers) {
+        let value = match pick(record) {
             Raw::Text(t) => super::value::read_field(field, t.as_bytes(), position, || {
                 format!("Metro 2 field {}", field.column)
             })?,
@@ -1493,7 +1553,7 @@ fn record_values<'r>(
         }
         values.push(value);
     }
-    Ok(values)
+    Ok(())
 }
 
 fn count_total(field: &str, n: u64) -> super::ControlTotal {
@@ -1508,8 +1568,42 @@ fn count_total(field: &str, n: u64) -> super::ControlTotal {
 mod tests {
     use super::*;
 
+    /// The hand-read dates and times accept exactly what chrono's formats accept, with
+    /// the same value.
+    #[test]
+    fn hand_read_dates_and_times_agree_with_chrono() {
+        let mut accepted = 0;
+        for y in [0, 1, 1900, 1999, 2000, 2024, 2026, 2100, 9999] {
+            for m in 0..=13 {
+                for d in 0..=32 {
+                    let text = format!("{m:02}{d:02}{y:04}");
+                    let theirs = NaiveDate::parse_from_str(&text, "%m%d%Y").ok();
+                    assert_eq!(mmddyyyy(text.as_bytes()), theirs, "{text}");
+                    accepted += usize::from(theirs.is_some());
+                }
+            }
+        }
+        assert!(accepted > 3000, "{accepted}");
+        for h in 0..=25 {
+            for m in [0, 1, 30, 59, 60, 61] {
+                for sec in [0, 1, 30, 59, 60, 61, 99] {
+                    let text = format!("02292024{h:02}{m:02}{sec:02}");
+                    let theirs = NaiveDateTime::parse_from_str(&text, "%m%d%Y%H%M%S").ok();
+                    assert_eq!(mmddyyyyhhmmss(text.as_bytes()), theirs, "{text}");
+                }
+            }
+        }
+        for odd in ["12312026x", "1x312026", "        ", "-1012026", "+1012026"] {
+            assert_eq!(
+                mmddyyyy(odd.as_bytes()),
+                NaiveDate::parse_from_str(odd, "%m%d%Y").ok(),
+                "{odd:?}"
+            );
+        }
+    }
+
     /// Every frame of `bytes`, collected.
-    fn collect_frames(bytes: &[u8], framing: Framing) -> Result<Vec<Frame>, FileDrift> {
+    fn collect_frames(bytes: &[u8], framing: Framing) -> Result<Vec<Frame<'_>>, FileDrift> {
         let mut frames = Vec::new();
         frame(bytes, framing, &mut |f| {
             frames.push(f);
@@ -1704,11 +1798,8 @@ mod tests {
 
     #[test]
     fn trailer_fields_sit_at_their_positions() {
-        let frames = collect_frames(
-            &reference("moov_trailer_record.dat"),
-            Framing::Rdw { blocked: false },
-        )
-        .unwrap();
+        let bytes = reference("moov_trailer_record.dat");
+        let frames = collect_frames(&bytes, Framing::Rdw { blocked: false }).unwrap();
         assert_eq!(frames.len(), 1);
         assert!(frames[0].is(b"TRAILER") && frames[0].problem.is_none());
         let mut issues = Vec::new();

@@ -100,6 +100,80 @@ pub fn parse<E>(
     }))
 }
 
+/// How a format parser reads a file.
+pub(crate) enum Pass<'p> {
+    /// Every record typed and handed on.
+    Typed,
+    /// The file's structure and its trailer only; `on_offset` hears where each data
+    /// record starts. See [`reconcile`].
+    Reconcile(&'p mut dyn FnMut(u64)),
+}
+
+impl Pass<'_> {
+    /// `false` (after telling `on_offset`) when records are not to be typed.
+    fn types_record_at(&mut self, byte_offset: u64) -> bool {
+        match self {
+            Pass::Typed => true,
+            Pass::Reconcile(on_offset) => {
+                on_offset(byte_offset);
+                false
+            }
+        }
+    }
+}
+
+/// Reads a file for what can hold it whole: its structure (header, framing, record types)
+/// and its trailer's reconciliation. A record's fields are read only where a trailer sums
+/// or filters them; nothing is tokenised or handed on. This is the validation pass of a
+/// layout whose bad records are quarantined one by one (`bad_records = "record"`): no
+/// single record can hold such a file, so typing every field twice would be waste.
+///
+/// It finds exactly the drift [`parse`] finds. `on_offset` hears where each data record
+/// starts (to release the bytes behind). In the summary, `records` counts data records;
+/// `parsed` and `issues` stay 0.
+pub fn reconcile(
+    bytes: &[u8],
+    category: &Category,
+    mut on_offset: impl FnMut(u64),
+) -> Result<ParseSummary, FileDrift> {
+    let pass = Pass::Reconcile(&mut on_offset);
+    let never =
+        |_: Result<ParsedRecord<'_, '_>, RecordIssue>| -> Result<(), std::convert::Infallible> {
+            unreachable!("a reconciling pass hands no record on")
+        };
+    let parsed = match &category.format {
+        FormatSpec::Csv { .. } => csv::parse_csv_pass(bytes, category, pass, never),
+        FormatSpec::FixedWidth { .. } => fixed::parse_fixed_pass(bytes, category, pass, never),
+        FormatSpec::Metro2 => metro2::parse_metro2_pass(bytes, category, pass, never),
+    };
+    match parsed {
+        Ok(result) => result,
+        Err(never) => match never {},
+    }
+}
+
+/// Test support: [`reconcile`] must find what a full parse found, the same drift or the
+/// same records and trailer, and hear every data record's offset once, in order.
+#[cfg(test)]
+pub(crate) fn assert_reconcile_agrees(
+    bytes: &[u8],
+    category: &Category,
+    parsed: &Result<ParseSummary, FileDrift>,
+) {
+    let mut offsets: Vec<u64> = Vec::new();
+    let reconciled = reconcile(bytes, category, |o| offsets.push(o));
+    assert!(offsets.is_sorted(), "offsets out of order: {offsets:?}");
+    match (parsed, &reconciled) {
+        (Err(full), Err(quick)) => assert_eq!(full, quick),
+        (Ok(full), Ok(quick)) => {
+            assert_eq!(full.records, quick.records);
+            assert_eq!(full.trailer, quick.trailer);
+            assert_eq!(offsets.len() as u64, full.records);
+        }
+        (full, quick) => panic!("a full parse found {full:?}, reconcile {quick:?}"),
+    }
+}
+
 /// Hands one data record on: its values if it parsed, else its issue, counting either in
 /// `summary`. Every parser ends a record here.
 fn hand_on<E>(
@@ -255,6 +329,33 @@ impl std::fmt::Display for ControlTotal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::samples::{Metro2Fault, Metro2Spec, Month, write_metro2};
+
+    /// Metro 2 files, clean and with a trailer that does not count right: the quick pass
+    /// agrees with the full parse on both (the CSV and fixed-width tests check every file
+    /// they parse the same way).
+    #[test]
+    fn reconcile_finds_what_a_full_parse_of_metro2_finds() {
+        let catalog = Catalog::builtin().unwrap();
+        let category = catalog
+            .categories()
+            .iter()
+            .find(|c| c.format == FormatSpec::Metro2)
+            .unwrap();
+        let tokeniser = Tokeniser::new(&crate::config::Secret::new(
+            "0123456789abcdef0123456789abcdef",
+        ))
+        .unwrap();
+        for fault in [None, Some(Metro2Fault::TotalBaseRecords)] {
+            let mut spec = Metro2Spec::new(Month::new(2026, 10).unwrap(), 3, 200);
+            spec.fault = fault;
+            let mut bytes = Vec::new();
+            write_metro2(&mut bytes, &spec, |_| {}).unwrap();
+            let parsed = parse(&bytes, category, &tokeniser, |_| Ok::<(), ()>(())).unwrap();
+            assert_eq!(parsed.is_err(), fault.is_some(), "{parsed:?}");
+            assert_reconcile_agrees(&bytes, category, &parsed);
+        }
+    }
 
     #[test]
     fn drift_classes_are_written_as_their_labels() {
