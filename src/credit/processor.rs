@@ -1162,6 +1162,7 @@ impl FileProcessor {
             sha256: &arrival.sha256,
             identity,
             contributions: Contributions::default(),
+            keys: object_keys(&output.category),
         });
         let mut value = Vec::with_capacity(512);
         let mut key = String::with_capacity(80);
@@ -1289,6 +1290,47 @@ struct Gather<'a> {
     sha256: &'a str,
     identity: Identity,
     contributions: Contributions,
+    /// The layout's fields in key order, each with its JSON key text (`"name":`): the
+    /// account view's `values` object is written from these.
+    keys: Vec<(usize, Vec<u8>)>,
+}
+
+/// The fields of `category` in the order serde_json writes an object's keys, each with
+/// its key text.
+fn object_keys(category: &Category) -> Vec<(usize, Vec<u8>)> {
+    let mut keys: Vec<(usize, Vec<u8>)> = category
+        .fields
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let mut key = serde_json::to_vec(&f.name).expect("names serialise");
+            key.push(b':');
+            (i, key)
+        })
+        .collect();
+    keys.sort_by(|a, b| category.fields[a.0].name.cmp(&category.fields[b.0].name));
+    keys
+}
+
+/// A record's values as the JSON object of its fields by name: the text serde_json
+/// writes for a map of each field's `FieldValue::to_json`, without building the map.
+fn values_object(
+    category: &Category,
+    keys: &[(usize, Vec<u8>)],
+    values: &[FieldValue<'_>],
+) -> Box<serde_json::value::RawValue> {
+    let mut text = Vec::with_capacity(64 * keys.len());
+    text.push(b'{');
+    for (n, (i, key)) in keys.iter().enumerate() {
+        if n > 0 {
+            text.push(b',');
+        }
+        text.extend_from_slice(key);
+        values[*i].write_json(&category.fields[*i].ty, &mut text);
+    }
+    text.push(b'}');
+    let text = String::from_utf8(text).expect("JSON text is UTF-8");
+    serde_json::value::RawValue::from_string(text).expect("the object is JSON")
 }
 
 impl Gather<'_> {
@@ -1312,13 +1354,7 @@ impl Gather<'_> {
                 version: 0,
                 file_sha256: self.sha256.to_string(),
                 record_index: position.record_index,
-                values: self
-                    .category
-                    .fields
-                    .iter()
-                    .zip(values)
-                    .map(|(f, v)| (f.name.clone(), v.to_json(&f.ty)))
-                    .collect(),
+                values: values_object(self.category, &self.keys, values),
             };
             let balance = Balance {
                 unscaled: unscaled(role.balance),
@@ -1449,4 +1485,41 @@ pub fn validate(
         actual: issue.actual,
         records: summary.records,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The account view's `values` object, written from text, is byte for byte the JSON
+    /// serde_json writes for the map of every field's `to_json` (what the store held
+    /// before): every record of a generated file with card numbers, each category.
+    #[test]
+    fn account_values_are_the_map_serde_json_would_write() {
+        let catalog = Catalog::builtin().unwrap();
+        let tokeniser = Tokeniser::new(&crate::config::Secret::new(
+            "0123456789abcdef0123456789abcdef",
+        ))
+        .unwrap();
+        let text = crate::samples::account_master_csv(200, 5, "2026-10-31", &[]);
+        let category = catalog.categorize("accounts_2026-10.csv").unwrap();
+        let keys = object_keys(category);
+        let mut checked = 0;
+        let parsed = parse(text.as_bytes(), category, &tokeniser, |outcome| {
+            let rec = outcome.expect("a clean file");
+            let ours = values_object(category, &keys, rec.values);
+            let map: serde_json::Map<String, serde_json::Value> = category
+                .fields
+                .iter()
+                .zip(rec.values)
+                .map(|(f, v)| (f.name.clone(), v.to_json(&f.ty)))
+                .collect();
+            assert_eq!(ours.get(), serde_json::to_string(&map).unwrap());
+            checked += 1;
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert!(parsed.is_ok());
+        assert_eq!(checked, 200);
+    }
 }

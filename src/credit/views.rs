@@ -123,7 +123,7 @@ pub fn totals_map(totals: &[ControlTotal]) -> BTreeMap<String, String> {
 }
 
 /// `accounts`: an account's latest state.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AccountState {
     pub client_id: String,
     pub account: String,
@@ -132,8 +132,10 @@ pub struct AccountState {
     pub version: u32,
     pub file_sha256: String,
     pub record_index: u64,
-    /// The record's fields by name (card numbers as token and display only).
-    pub values: serde_json::Map<String, Value>,
+    /// The record's fields by name, a JSON object with its keys in order (card numbers
+    /// as token and display only). Kept as text: it is written once per account record
+    /// and only ever read whole.
+    pub values: Box<serde_json::value::RawValue>,
 }
 
 /// `balances`: an account's closing balance in one snapshot.

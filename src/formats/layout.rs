@@ -547,6 +547,41 @@ pub(super) fn parse_date(text: &str, format: &str) -> Option<i32> {
     Some(date.num_days_from_ce() - 719_163)
 }
 
+/// Appends [`format_decimal`]'s text to `out` without allocating.
+pub(super) fn write_decimal(unscaled: i128, scale: u32, out: &mut Vec<u8>) {
+    let mut digits = [0u8; 40];
+    if scale as usize >= digits.len() - 1 {
+        // More fraction digits than any i128 has: the general path.
+        out.extend_from_slice(format_decimal(unscaled, scale).as_bytes());
+        return;
+    }
+    let mut n = unscaled.unsigned_abs();
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let scale = scale as usize;
+    // At least one integer digit: zeros before short fractions.
+    while digits.len() - at <= scale {
+        at -= 1;
+        digits[at] = b'0';
+    }
+    if unscaled < 0 {
+        out.push(b'-');
+    }
+    let point = digits.len() - scale;
+    out.extend_from_slice(&digits[at..point]);
+    if scale > 0 {
+        out.push(b'.');
+        out.extend_from_slice(&digits[point..]);
+    }
+}
+
 /// Writes an unscaled integer as a decimal with `scale` fraction digits: the inverse of
 /// [`parse_decimal`].
 pub fn format_decimal(unscaled: i128, scale: u32) -> String {
@@ -1902,6 +1937,15 @@ wanted {wanted}"
         ] {
             assert_eq!(format_decimal(unscaled, scale), text);
             assert_eq!(parse_decimal(text, scale), Some(unscaled));
+            let mut written = Vec::new();
+            write_decimal(unscaled, scale, &mut written);
+            assert_eq!(written, text.as_bytes());
+        }
+        // Beyond what a file may state (30 integer digits), written all the same.
+        for (unscaled, scale) in [(i128::MIN, 0), (i128::MIN, 38), (i128::MAX, 39), (5, 45)] {
+            let mut written = Vec::new();
+            write_decimal(unscaled, scale, &mut written);
+            assert_eq!(written, format_decimal(unscaled, scale).as_bytes());
         }
     }
 }
