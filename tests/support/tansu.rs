@@ -73,6 +73,11 @@ impl Tansu {
         Ok(Tansu { child, port, dir })
     }
 
+    /// The broker's process id (for its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The `bootstrap.servers` value for clients: `127.0.0.1:PORT`.
     pub fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.port)
