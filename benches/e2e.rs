@@ -50,7 +50,7 @@ use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 
 use inputs::{Kind, Written};
-use support::{Credstream, env_or, free_port, get_json, median, unique, wait_for};
+use support::{env_or, free_port, median, unique};
 
 /// Partitions of every topic the run creates (the pipeline's default).
 const PARTITIONS: i32 = 6;
@@ -180,20 +180,8 @@ async fn one_run(written: &Written, peer: bool, knobs: &Knobs) -> Result<Figures
             tokenisation = support::tokenisation_section(root)?,
         ),
     )?;
-    let mut pipeline = Credstream::spawn(
-        &["run", "--config", &config.display().to_string()],
-        &root.join("credstream.log"),
-    )?;
     let api = format!("http://127.0.0.1:{port}");
-    let ready = wait_for(Duration::from_secs(120), "credstream to be ready", || {
-        let url = format!("{api}/readyz");
-        async move { get_json(&url).await.filter(|(s, _)| *s == 200) }
-    })
-    .await;
-    if let Err(e) = ready {
-        pipeline.check_alive()?;
-        return Err(e.context(pipeline.log_tail()));
-    }
+    let pipeline = support::run_until_ready(&config, &root.join("credstream.log"), &api).await?;
 
     let cpu_before = cpu_seconds(pipeline.pid())?;
     let broker_before = cpu_seconds(tansu.pid())?;

@@ -30,7 +30,6 @@ import decimal
 import hashlib
 import hmac
 import json
-import logging
 import os
 import re
 import resource

@@ -285,6 +285,22 @@ pub async fn start_registry_at(
     Ok((process, url))
 }
 
+/// `credstream run --config <config>` (logging to `log`), once its query API at `api`
+/// answers `/readyz` with 200; fails with the log's tail if it does not within 120 s.
+pub async fn run_until_ready(config: &Path, log: &Path, api: &str) -> Result<Credstream> {
+    let mut pipeline = Credstream::spawn(&["run", "--config", &config.display().to_string()], log)?;
+    let ready = wait_for(Duration::from_secs(120), "credstream to be ready", || {
+        let url = format!("{api}/readyz");
+        async move { get_json(&url).await.filter(|(s, _)| *s == 200) }
+    })
+    .await;
+    if let Err(e) = ready {
+        pipeline.check_alive()?;
+        return Err(e.context(pipeline.log_tail()));
+    }
+    Ok(pipeline)
+}
+
 /// GET a JSON document; `None` when the server is not answering yet.
 pub async fn get_json(url: &str) -> Option<(u16, serde_json::Value)> {
     let response = reqwest::get(url).await.ok()?;
