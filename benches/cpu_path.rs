@@ -24,7 +24,6 @@
 mod inputs;
 
 use std::convert::Infallible;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -33,7 +32,7 @@ use apache_avro::Schema;
 use sha2::{Digest, Sha256};
 
 use credstream::config::Secret;
-use credstream::credit::validate;
+use credstream::credit::{encode_record, validate};
 use credstream::formats::metro2::parse_metro2_records;
 use credstream::formats::{
     Catalog, Category, FormatSpec, ParsedRecord, RecordIssue, parse, parse_csv,
@@ -178,17 +177,12 @@ fn run_path(input: &Input, tokeniser: &Tokeniser) -> Result<Run> {
         tokeniser,
         |outcome| -> Result<(), Infallible> {
             if let Ok(rec) = outcome {
-                value.clear();
-                input.codec.write_header(&mut value);
                 let row = RowRef {
                     values: rec.values,
                     position: rec.position,
                     file,
                 };
-                if input.plan.write(&row, &mut value).is_ok() {
-                    key.clear();
-                    write!(key, "{sha256}:{}", rec.position.record_index)
-                        .expect("writing to a String");
+                if encode_record(&input.codec, &input.plan, &row, &mut value, &mut key).is_ok() {
                     out += 1;
                     out_bytes += (value.len() + key.len()) as u64;
                     std::hint::black_box((&value, &key));

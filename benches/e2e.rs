@@ -50,7 +50,7 @@ use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 
 use inputs::{Kind, Written};
-use support::{env_or, free_port, median, unique};
+use support::{env_or, free_port, median_min_max, unique};
 
 /// Partitions of every topic the run creates (the pipeline's default).
 const PARTITIONS: i32 = 6;
@@ -445,13 +445,6 @@ async fn run_peer(
     Ok((seconds, cpu))
 }
 
-fn stats(xs: impl Iterator<Item = f64>) -> (f64, f64, f64) {
-    let xs: Vec<f64> = xs.collect();
-    let min = xs.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    (median(xs), min, max)
-}
-
 fn print_table(knobs: &Knobs, rows: &[(String, &Written, Vec<Figures>)]) {
     println!();
     println!(
@@ -474,27 +467,27 @@ fn print_table(knobs: &Knobs, rows: &[(String, &Written, Vec<Figures>)]) {
         let per_m = 1e6 / n;
         let cell = |(m, lo, hi): (f64, f64, f64)| format!("{m:.0} ({lo:.0}–{hi:.0})");
         let cell2 = |(m, lo, hi): (f64, f64, f64)| format!("{m:.2} ({lo:.2}–{hi:.2})");
-        let rate = stats(runs.iter().map(|r| n / r.seconds));
-        let mbs = stats(runs.iter().map(|r| written.bytes as f64 / 1e6 / r.seconds));
-        let cpu = stats(runs.iter().map(|r| r.cpu * per_m));
-        let broker = stats(runs.iter().map(|r| r.broker_cpu * per_m));
-        let ceiling = stats(runs.iter().map(|r| n / r.ceiling_seconds));
-        let vs_ceiling = stats(runs.iter().map(|r| r.ceiling_seconds / r.seconds));
-        let bytes = stats(runs.iter().map(|r| r.record_bytes)).0;
+        let rate = median_min_max(runs.iter().map(|r| n / r.seconds));
+        let mbs = median_min_max(runs.iter().map(|r| written.bytes as f64 / 1e6 / r.seconds));
+        let cpu = median_min_max(runs.iter().map(|r| r.cpu * per_m));
+        let broker = median_min_max(runs.iter().map(|r| r.broker_cpu * per_m));
+        let ceiling = median_min_max(runs.iter().map(|r| n / r.ceiling_seconds));
+        let vs_ceiling = median_min_max(runs.iter().map(|r| r.ceiling_seconds / r.seconds));
+        let bytes = median_min_max(runs.iter().map(|r| r.record_bytes)).0;
         let (peer, peer_cpu, vs_peer, cpu_ratio) = if runs.iter().all(|r| r.peer_seconds.is_some())
         {
             (
-                cell(stats(
+                cell(median_min_max(
                     runs.iter().map(|r| n / r.peer_seconds.unwrap_or(1.0)),
                 )),
-                cell2(stats(
+                cell2(median_min_max(
                     runs.iter().map(|r| r.peer_cpu.unwrap_or(0.0) * per_m),
                 )),
-                cell2(stats(
+                cell2(median_min_max(
                     runs.iter()
                         .map(|r| r.peer_seconds.unwrap_or(0.0) / r.seconds),
                 )),
-                cell2(stats(
+                cell2(median_min_max(
                     runs.iter().map(|r| r.peer_cpu.unwrap_or(0.0) / r.cpu),
                 )),
             )

@@ -25,7 +25,7 @@ use anyhow::{Context, Result, ensure};
 use serde_json::Value as Json;
 
 use credstream::samples::account_master_csv;
-use support::{env_or, free_port, unique};
+use support::{env_or, free_port, quantile, unique};
 
 fn main() -> Result<()> {
     let quick = !std::env::args().any(|a| a == "--bench");
@@ -40,9 +40,7 @@ fn main() -> Result<()> {
         .build()?;
     let mut latencies = runtime.block_on(measure(files, every, rows, poll_ms, batch))?;
     latencies.sort_by(f64::total_cmp);
-    let at = |q: f64| {
-        latencies[((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1]
-    };
+    let at = |q: f64| quantile(&latencies, q);
     println!();
     println!(
         "Drop → queryable, {files} files of {rows} records, one every {} ms, poll every {poll_ms} ms, batch.num.messages={batch}{}",

@@ -29,7 +29,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use credstream::streams::{StoreWrites, TaskDb};
-use support::{env_or, median};
+use support::{env_or, median_min_max, quantile};
 
 const CHUNK: usize = 10_000;
 
@@ -114,12 +114,6 @@ fn restore_local(dir: &std::path::Path, keys: usize) -> Result<f64> {
     Ok(keys as f64 / began.elapsed().as_secs_f64())
 }
 
-fn quantile(xs: &[f64], q: f64) -> f64 {
-    let mut xs = xs.to_vec();
-    xs.sort_by(f64::total_cmp);
-    xs[((xs.len() as f64 * q).ceil() as usize).clamp(1, xs.len()) - 1]
-}
-
 fn main() -> Result<()> {
     let quick = !std::env::args().any(|a| a == "--bench");
     let keys: usize = env_or("KEYS", if quick { 10_000 } else { 1_000_000 });
@@ -151,12 +145,7 @@ fn main() -> Result<()> {
         );
         rows.push(row);
     }
-    let col = |i: usize| -> (f64, f64, f64) {
-        let xs: Vec<f64> = rows.iter().map(|r| r[i]).collect();
-        let min = xs.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        (median(xs), min, max)
-    };
+    let col = |i: usize| median_min_max(rows.iter().map(|r| r[i]));
     let ms = |(m, lo, hi): (f64, f64, f64)| format!("{m:.3} ({lo:.3}–{hi:.3})");
     let rate = |(m, lo, hi): (f64, f64, f64)| format!("{m:.0} ({lo:.0}–{hi:.0})");
     println!();

@@ -147,10 +147,7 @@ mod tests {
         let path = dir.path().join(name);
         std::fs::write(&path, text).unwrap();
         let mut out = Vec::new();
-        let tokeniser = crate::tokenise::Tokeniser::new(&crate::config::Secret::new(
-            "0123456789abcdef0123456789abcdef",
-        ))
-        .unwrap();
+        let tokeniser = crate::tokenise::Tokeniser::for_tests();
         let outcome = parse_file(
             &path,
             None,

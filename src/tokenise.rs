@@ -206,11 +206,23 @@ fn digits(pan: &str) -> Result<String, TokenError> {
     Ok(digits)
 }
 
+/// The key unit tests tokenise with.
+#[cfg(test)]
+pub(crate) const TEST_KEY: &str = "0123456789abcdef0123456789abcdef";
+
+#[cfg(test)]
+impl Tokeniser {
+    /// A tokeniser with [`TEST_KEY`], for unit tests.
+    pub(crate) fn for_tests() -> Tokeniser {
+        Tokeniser::new(&crate::config::Secret::new(TEST_KEY)).expect("a long enough key")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const KEY: &str = "0123456789abcdef0123456789abcdef";
+    const KEY: &str = TEST_KEY;
 
     #[test]
     fn hmac_matches_rfc_4231() {

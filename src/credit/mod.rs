@@ -27,7 +27,7 @@ pub mod views;
 pub use arrivals::KafkaArrivalSink;
 pub use processor::{
     CreditTopology, DEDUP_STORE, LEDGER_STORE, QUARANTINE_STORE, QUARANTINE_VIEW_PER_FILE,
-    RETRACTED_BY_HEADER, STORES, arrivals_topic, planned_topics, shape, validate,
+    RETRACTED_BY_HEADER, STORES, arrivals_topic, encode_record, planned_topics, shape, validate,
 };
 pub use records::{FileArrived, FileLedgerEntry, FileStatus, QuarantineRecord};
 

@@ -995,8 +995,7 @@ impl FileProcessor {
                     skip.next();
                     continue;
                 }
-                key.clear();
-                write!(key, "{sha256}:{index}").expect("writing to a String");
+                record_key(&mut key, sha256, index);
                 ctx.retract_blocking(
                     &output.topic,
                     key.as_bytes(),
@@ -1178,18 +1177,14 @@ impl FileProcessor {
                 raw.release_before(outcome_offset(&outcome));
                 let issue = match outcome {
                     Ok(rec) => {
-                        value.clear();
-                        output.codec.write_header(&mut value);
                         let row = RowRef {
                             values: rec.values,
                             position: rec.position,
                             file,
                         };
-                        match output.plan.write(&row, &mut value) {
+                        match encode_record(&output.codec, &output.plan, &row, &mut value, &mut key)
+                        {
                             Ok(()) => {
-                                key.clear();
-                                write!(key, "{}:{}", arrival.sha256, rec.position.record_index)
-                                    .expect("writing to a String");
                                 ctx.send_blocking(&output.topic, key.as_bytes(), &value)?;
                                 records_out += 1;
                                 if let Some(g) = gather.as_mut() {
@@ -1372,9 +1367,7 @@ impl Gather<'_> {
             else {
                 return;
             };
-            let Some(date) = chrono::NaiveDate::default()
-                .checked_add_signed(chrono::TimeDelta::days(i64::from(days)))
-            else {
+            let Some(date) = crate::formats::epoch_date(days) else {
                 return;
             };
             let month = date.format("%Y-%m").to_string();
@@ -1409,6 +1402,29 @@ fn schema_issue(e: impl std::fmt::Display, position: Position) -> RecordIssue {
         actual: None,
         position,
     }
+}
+
+/// One parsed record as the routing pass sends it: the Confluent header and the Avro row
+/// into `value`, its key `<file sha256>:<record index>` into `key` (both emptied first).
+pub fn encode_record(
+    codec: &Codec,
+    plan: &RowPlan,
+    row: &RowRef<'_, '_>,
+    value: &mut Vec<u8>,
+    key: &mut String,
+) -> Result<(), crate::schema::SchemaError> {
+    value.clear();
+    codec.write_header(value);
+    plan.write(row, value)?;
+    record_key(key, row.file.file_sha256, row.position.record_index);
+    Ok(())
+}
+
+/// An output record's key, `<file sha256>:<record index>` (into `key`, emptied first): what
+/// a record is sent under and what its retraction names.
+fn record_key(key: &mut String, sha256: &str, index: u64) {
+    key.clear();
+    write!(key, "{sha256}:{index}").expect("writing to a String");
 }
 
 /// Where a parsed record or issue starts: the parser is past everything before it.
@@ -1497,10 +1513,7 @@ mod tests {
     #[test]
     fn account_values_are_the_map_serde_json_would_write() {
         let catalog = Catalog::builtin().unwrap();
-        let tokeniser = Tokeniser::new(&crate::config::Secret::new(
-            "0123456789abcdef0123456789abcdef",
-        ))
-        .unwrap();
+        let tokeniser = Tokeniser::for_tests();
         let text = crate::samples::account_master_csv(200, 5, "2026-10-31", &[]);
         let category = catalog.categorize("accounts_2026-10.csv").unwrap();
         let keys = object_keys(category);

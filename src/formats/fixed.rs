@@ -597,10 +597,7 @@ mod tests {
             trailer(1, (1, 100), (0, 0), 100),
         ]
         .join("\n");
-        let tokeniser = crate::tokenise::Tokeniser::new(&crate::config::Secret::new(
-            "0123456789abcdef0123456789abcdef",
-        ))
-        .unwrap();
+        let tokeniser = crate::tokenise::Tokeniser::for_tests();
         let mut seen = Vec::new();
         crate::formats::parse(text.as_bytes(), &transactions(), &tokeniser, |r| {
             let rec = r.unwrap();

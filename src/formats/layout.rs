@@ -520,31 +520,30 @@ pub(super) fn parse_decimal(s: &str, scale: u32) -> Option<i128> {
 }
 
 /// Days since 1970-01-01 of `text` in the strftime `format`, or `None`. The layouts'
-/// formats (`%Y-%m-%d`, `%Y%m%d`, `%m%d%Y`) are read by hand when `text` has exactly
-/// their shape (four-digit year, two-digit month and day), which is every value a
-/// well-formed file holds; anything else goes to chrono. Both accept the same values:
-/// chrono reads such a text field by field too, and the date must exist either way.
+/// formats are read by hand when `text` has exactly their shape ([`hand_read_date`]),
+/// which is every value a well-formed file holds; anything else goes to chrono. Both
+/// accept the same values: chrono reads such a text field by field too, and the date must
+/// exist either way.
 pub(super) fn parse_date(text: &str, format: &str) -> Option<i32> {
-    use chrono::Datelike as _;
-    let b = text.as_bytes();
-    let digits = |range: std::ops::Range<usize>| -> Option<u32> {
-        b[range].iter().try_fold(0u32, |n, d| {
-            d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
-        })
-    };
+    let date = hand_read_date(text.as_bytes(), format)
+        .or_else(|| chrono::NaiveDate::parse_from_str(text, format).ok())?;
+    Some(super::value::epoch_days(date))
+}
+
+/// The date in `b` when it has exactly the shape of one of the layouts' formats
+/// (`%Y-%m-%d`, `%Y%m%d`, `%m%d%Y`: four-digit year, two-digit month and day) and exists;
+/// `None` otherwise. Without chrono's format machinery, a cost per date field of every
+/// record.
+pub(super) fn hand_read_date(b: &[u8], format: &str) -> Option<chrono::NaiveDate> {
+    let digits = |range: std::ops::Range<usize>| super::value::ascii_number(&b[range]);
     let at = |y, m, d| Some((digits(y)?, digits(m)?, digits(d)?));
-    let ymd = match (format, b.len()) {
+    let (y, m, d) = match (format, b.len()) {
         ("%Y-%m-%d", 10) if b[4] == b'-' && b[7] == b'-' => at(0..4, 5..7, 8..10),
         ("%Y%m%d", 8) => at(0..4, 4..6, 6..8),
         ("%m%d%Y", 8) => at(4..8, 0..2, 2..4),
         _ => None,
-    };
-    let date = match ymd {
-        Some((y, m, d)) => chrono::NaiveDate::from_ymd_opt(y as i32, m, d)?,
-        None => chrono::NaiveDate::parse_from_str(text, format).ok()?,
-    };
-    // 719 163: days from 0001-01-01 (day 1 of the common era) to 1970-01-01.
-    Some(date.num_days_from_ce() - 719_163)
+    }?;
+    chrono::NaiveDate::from_ymd_opt(y as i32, m, d)
 }
 
 /// Appends [`format_decimal`]'s text to `out` without allocating.

@@ -817,20 +817,9 @@ impl Fields<'_, '_> {
     }
 }
 
-/// The number of ASCII digits `raw`, or `None`.
-fn decimal_digits(raw: &[u8]) -> Option<u32> {
-    raw.iter().try_fold(0u32, |n, d| {
-        d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
-    })
-}
-
-/// Eight ASCII digits MMDDYYYY as a date: what chrono's `%m%d%Y` reads from them, without
-/// its format machinery (a cost per date field of every record).
+/// Eight ASCII digits MMDDYYYY as a date: what chrono's `%m%d%Y` reads from them.
 fn mmddyyyy(raw: &[u8]) -> Option<NaiveDate> {
-    let year = decimal_digits(raw.get(4..8)?)?;
-    let month = decimal_digits(&raw[0..2])?;
-    let day = decimal_digits(&raw[2..4])?;
-    NaiveDate::from_ymd_opt(year as i32, month, day).filter(|_| raw.len() == 8)
+    super::layout::hand_read_date(raw, "%m%d%Y")
 }
 
 /// Fourteen ASCII digits MMDDYYYYHHMMSS as a time: what chrono's `%m%d%Y%H%M%S` reads
@@ -840,10 +829,11 @@ fn mmddyyyyhhmmss(raw: &[u8]) -> Option<NaiveDateTime> {
         return None;
     }
     let date = mmddyyyy(&raw[..8])?;
+    let number = super::value::ascii_number;
     let (h, m, sec) = (
-        decimal_digits(&raw[8..10])?,
-        decimal_digits(&raw[10..12])?,
-        decimal_digits(&raw[12..14])?,
+        number(&raw[8..10])?,
+        number(&raw[10..12])?,
+        number(&raw[12..14])?,
     );
     if sec >= 60 {
         let text = std::str::from_utf8(raw).ok()?;
@@ -1526,9 +1516,7 @@ fn record_values<'r>(
                 // Nine or fewer digits in every money field: always fits.
                 _ => FieldValue::Long(n as i64),
             },
-            Raw::Date(Some(d)) => {
-                FieldValue::Date(d.signed_duration_since(NaiveDate::default()).num_days() as i32)
-            }
+            Raw::Date(Some(d)) => FieldValue::Date(super::value::epoch_days(d)),
             Raw::Date(None) if field.required => {
                 return Err(Box::new(RecordIssue {
                     class: DriftClass::MissingValue,

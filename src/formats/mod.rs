@@ -26,6 +26,7 @@ pub use layout::{
     TrailerSpec, TrailerSum,
 };
 pub use mask::mask_card_numbers;
+pub(crate) use value::epoch_date;
 pub use value::{FieldValue, ParsedRecord, Position};
 
 use crate::tokenise::Tokeniser;
@@ -342,10 +343,7 @@ mod tests {
             .iter()
             .find(|c| c.format == FormatSpec::Metro2)
             .unwrap();
-        let tokeniser = Tokeniser::new(&crate::config::Secret::new(
-            "0123456789abcdef0123456789abcdef",
-        ))
-        .unwrap();
+        let tokeniser = Tokeniser::for_tests();
         for fault in [None, Some(Metro2Fault::TotalBaseRecords)] {
             let mut spec = Metro2Spec::new(Month::new(2026, 10).unwrap(), 3, 200);
             spec.fault = fault;

@@ -31,11 +31,9 @@ impl FieldValue<'_> {
                 Value::String(super::layout::format_decimal(unscaled, scale))
             }
             FieldValue::Pan(token) => json!({"token": token.token(), "display": token.display()}),
-            FieldValue::Date(days) => chrono::NaiveDate::default()
-                .checked_add_signed(chrono::TimeDelta::days(i64::from(days)))
-                .map_or(Value::Null, |d| {
-                    Value::String(d.format("%Y-%m-%d").to_string())
-                }),
+            FieldValue::Date(days) => epoch_date(days).map_or(Value::Null, |d| {
+                Value::String(d.format("%Y-%m-%d").to_string())
+            }),
         }
     }
 
@@ -67,22 +65,18 @@ impl FieldValue<'_> {
                 out.extend_from_slice(&hex);
                 out.extend_from_slice(b"\"}");
             }
-            FieldValue::Date(days) => {
-                let date = chrono::NaiveDate::default()
-                    .checked_add_signed(chrono::TimeDelta::days(i64::from(days)));
-                match date {
-                    None => out.extend_from_slice(b"null"),
-                    Some(d) => {
-                        use chrono::Datelike as _;
-                        if (0..=9999).contains(&d.year()) {
-                            write!(out, "\"{:04}-{:02}-{:02}\"", d.year(), d.month(), d.day())
-                        } else {
-                            write!(out, "\"{}\"", d.format("%Y-%m-%d"))
-                        }
-                        .expect("writing to a Vec");
+            FieldValue::Date(days) => match epoch_date(days) {
+                None => out.extend_from_slice(b"null"),
+                Some(d) => {
+                    use chrono::Datelike as _;
+                    if (0..=9999).contains(&d.year()) {
+                        write!(out, "\"{:04}-{:02}-{:02}\"", d.year(), d.month(), d.day())
+                    } else {
+                        write!(out, "\"{}\"", d.format("%Y-%m-%d"))
                     }
+                    .expect("writing to a Vec");
                 }
-            }
+            },
         }
     }
 
@@ -98,6 +92,26 @@ impl FieldValue<'_> {
             }
         }
     }
+}
+
+/// The number written in `raw`'s ASCII digits (short runs: no overflow check), or `None`
+/// if any byte is not a digit.
+pub(super) fn ascii_number(raw: &[u8]) -> Option<u32> {
+    raw.iter().try_fold(0u32, |n, d| {
+        d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+    })
+}
+
+/// Days since 1970-01-01 of `date`: a [`FieldValue::Date`].
+pub(super) fn epoch_days(date: chrono::NaiveDate) -> i32 {
+    use chrono::Datelike as _;
+    // 719 163: days from 0001-01-01 (day 1 of the common era) to 1970-01-01.
+    date.num_days_from_ce() - 719_163
+}
+
+/// The date `days` after 1970-01-01, if the calendar has it: the inverse of [`epoch_days`].
+pub(crate) fn epoch_date(days: i32) -> Option<chrono::NaiveDate> {
+    chrono::NaiveDate::default().checked_add_signed(chrono::TimeDelta::days(i64::from(days)))
 }
 
 /// Where a record sits in its file.
@@ -210,10 +224,7 @@ mod tests {
     /// `write_json` writes exactly serde_json's text of `to_json`, for every kind of value.
     #[test]
     fn json_text_is_serde_jsons() {
-        let tokeniser = crate::tokenise::Tokeniser::new(&crate::config::Secret::new(
-            "0123456789abcdef0123456789abcdef",
-        ))
-        .unwrap();
+        let tokeniser = crate::tokenise::Tokeniser::for_tests();
         let date = FieldType::Date {
             format: "%Y-%m-%d".into(),
         };

@@ -215,8 +215,7 @@ pub(crate) mod testing {
         let category = catalog
             .categorize(name)
             .unwrap_or_else(|e| panic!("no category for {name}: {e}"));
-        let key = crate::config::Secret::new("0123456789abcdef0123456789abcdef");
-        let tokeniser = crate::tokenise::Tokeniser::new(&key).expect("a long enough key");
+        let tokeniser = crate::tokenise::Tokeniser::for_tests();
         let mut issues = Vec::new();
         let result = parse(bytes, category, &tokeniser, |r| {
             if let Err(issue) = r {

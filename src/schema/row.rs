@@ -441,10 +441,7 @@ mod tests {
         let mut values = vec![FieldValue::Null; category.fields.len()];
         values[0] = FieldValue::Str("ACC-1");
         values[1] = FieldValue::Str("CUST-ü");
-        let tokeniser = crate::tokenise::Tokeniser::new(&crate::config::Secret::new(
-            "0123456789abcdef0123456789abcdef",
-        ))
-        .unwrap();
+        let tokeniser = crate::tokenise::Tokeniser::for_tests();
         let pan = tokeniser.tokenise("4111111111111111").unwrap();
         values[2] = FieldValue::Pan(pan);
         values[3] = FieldValue::Int(1);

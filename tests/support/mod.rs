@@ -156,6 +156,22 @@ pub fn median(mut xs: Vec<f64>) -> f64 {
     xs[xs.len() / 2]
 }
 
+/// The median, minimum and maximum of `xs`: a benchmark row's cell.
+pub fn median_min_max(xs: impl IntoIterator<Item = f64>) -> (f64, f64, f64) {
+    let xs: Vec<f64> = xs.into_iter().collect();
+    let min = xs.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (median(xs), min, max)
+}
+
+/// The `q` quantile of `xs` (nearest rank: the smallest value with at least `q` of `xs` at
+/// or below it).
+pub fn quantile(xs: &[f64], q: f64) -> f64 {
+    let mut xs = xs.to_vec();
+    xs.sort_by(f64::total_cmp);
+    xs[((xs.len() as f64 * q).ceil() as usize).clamp(1, xs.len()) - 1]
+}
+
 /// A `credstream` process, killed when dropped.
 pub struct Credstream {
     child: Child,
