@@ -238,7 +238,8 @@ pub async fn start(config: &Config, roles: &[Role]) -> Result<RunningApp, crate:
             )
             .with_marker_suffix(source.marker_suffix.clone())
             .with_move_to_done(source.move_to_done.clone())
-            .with_max_concurrent_reads(source.max_concurrent_reads);
+            .with_max_concurrent_reads(source.max_concurrent_reads)
+            .with_events(source.watch.unwrap_or(source.kind == SourceKind::Local));
             let token = shutdown.clone();
             tasks.spawn(async move {
                 poller.run(token).await;

@@ -461,8 +461,9 @@ pub struct SourceConfig {
     pub poll_interval_ms: u64,
     /// How long a file must keep its size and modification time before it is read, besides
     /// two consecutive listings agreeing. Make it longer than an uploader's longest pause.
-    /// Default: nothing more for `local`; for `sftp`, whose modification times have
-    /// one-second resolution, 10 s or three poll intervals, whichever is longer.
+    /// Default: nothing more for `local`, nor with a `marker_suffix` (the marker says the
+    /// file is whole); otherwise for `sftp`, whose modification times have one-second
+    /// resolution, 10 s or three poll intervals, whichever is longer.
     #[serde(default)]
     pub stable_ms: Option<u64>,
     /// Globs on a file's path under the root (`acme/in/a.csv`; `*` crosses `/`): only
@@ -473,7 +474,8 @@ pub struct SourceConfig {
     #[serde(default)]
     pub exclude: Vec<String>,
     /// When set (e.g. `.done` or `.ok`), a file is taken only once the uploader has put
-    /// `<file><suffix>` beside it; marker files are never taken themselves.
+    /// `<file><suffix>` beside it, and then at the first listing that sees the marker;
+    /// marker files are never taken themselves.
     #[serde(default)]
     pub marker_suffix: Option<String>,
     /// When set (e.g. `done`), a file is moved after it was emitted to
@@ -484,6 +486,12 @@ pub struct SourceConfig {
     /// How many stable files are read (and archived) at once.
     #[serde(default = "default_max_concurrent_reads")]
     pub max_concurrent_reads: usize,
+    /// `local`: react to filesystem events (inotify) as well as polling. A file its writer
+    /// closed, or renamed into place, is then taken at once, with no second listing (the
+    /// quiet period still applies); the polls go on for anything events miss. Default: on
+    /// for `local`; `sftp` sources can only be polled.
+    #[serde(default)]
+    pub watch: Option<bool>,
     /// `sftp`: the server.
     #[serde(default)]
     pub host: Option<String>,
@@ -520,6 +528,7 @@ impl SourceConfig {
     /// How long a file must stay unchanged before it is read (`stable_ms` or its default).
     pub fn quiet_period(&self) -> std::time::Duration {
         let ms = self.stable_ms.unwrap_or(match self.kind {
+            _ if self.marker_suffix.is_some() => 0,
             SourceKind::Local => 0,
             SourceKind::Sftp => (3 * self.poll_interval_ms).max(10_000),
         });
@@ -538,6 +547,7 @@ impl SourceConfig {
             marker_suffix: None,
             move_to_done: None,
             max_concurrent_reads: default_max_concurrent_reads(),
+            watch: None,
             host: None,
             port: default_sftp_port(),
             user: None,
@@ -761,6 +771,11 @@ impl Config {
             if source.poll_interval_ms == 0 {
                 return invalid(format!("sources.{name}.poll_interval_ms must be above 0"));
             }
+            if source.kind == SourceKind::Sftp && source.watch == Some(true) {
+                return invalid(format!(
+                    "sources.{name}.watch: an sftp source has no filesystem events to watch; it is polled every poll_interval_ms"
+                ));
+            }
             if let Err(e) = crate::poller::PathFilter::new(&source.include, &source.exclude) {
                 return invalid(format!("sources.{name}: {e}"));
             }
@@ -975,6 +990,26 @@ mod tests {
         // SFTP mtimes have one-second resolution: by default a file must stay unchanged
         // for 10 s, not just two listings.
         assert_eq!(source.quiet_period(), std::time::Duration::from_secs(10));
+        // With a marker the uploader says when the file is whole: no quiet period.
+        let marked = load(&format!(
+            "{base}known_hosts = \"/kh\"\npassword_file = \"{}\"\nmarker_suffix = \".done\"\n",
+            secret.display()
+        ))
+        .unwrap();
+        assert_eq!(
+            marked.sources["bank"].quiet_period(),
+            std::time::Duration::ZERO
+        );
+        let err = load(&format!(
+            "{base}known_hosts = \"/kh\"\npassword_file = \"{}\"\nwatch = true\n",
+            secret.display()
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("sources.bank.watch: an sftp source has no filesystem events"),
+            "{err}"
+        );
         let err = load("[sources.l]\nkind = \"local\"\npath = \"/a\"\nhost = \"x\"\n")
             .unwrap_err()
             .to_string();

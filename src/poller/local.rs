@@ -8,7 +8,7 @@
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
-use super::{EntryKind, Listed, Listing, PollerError, Refused, Source, Verdict};
+use super::{Change, EntryKind, Listed, Listing, PollerError, Refused, Source, Verdict, Watch};
 
 /// Names that mark a file as still being written: upload tools write to these and rename
 /// when done, so they are never candidates.
@@ -147,6 +147,70 @@ impl Source for LocalSource {
             .expect("moving does not panic")
             .map_err(|(path, e)| self.err("move", &path, e))
     }
+
+    /// inotify through `notify`, on the whole tree (folders made later are added as they
+    /// appear). A file written into a folder in the moment before its watch is in place
+    /// is not reported; the polls still take it.
+    fn watch(&self) -> Result<Option<Watch>, PollerError> {
+        use notify::Watcher;
+        let watch_err = |e: notify::Error| self.err("watch", &self.root, std::io::Error::other(e));
+        let roots = [
+            std::path::absolute(&self.root).unwrap_or_else(|_| self.root.clone()),
+            self.root
+                .canonicalize()
+                .unwrap_or_else(|_| self.root.clone()),
+        ];
+        let (tx, changes) = tokio::sync::mpsc::unbounded_channel();
+        let mut watcher = notify::recommended_watcher(move |event| {
+            for change in changes_of(&roots, event) {
+                // The receiver is gone only when the poller stopped.
+                let _ = tx.send(change);
+            }
+        })
+        .map_err(watch_err)?;
+        watcher
+            .watch(&self.root, notify::RecursiveMode::Recursive)
+            .map_err(watch_err)?;
+        Ok(Some(Watch {
+            changes,
+            _watcher: Box::new(watcher),
+        }))
+    }
+}
+
+/// What one `notify` event says, as [`Change`]s on paths under the root (`roots`: its
+/// absolute and canonical forms). A close after writing and a rename into place finish a
+/// file; creating, writing, moving away and removing touch it; opening, reading, a close
+/// without writing and metadata changes (`cp -p` sets times after its close) say nothing
+/// of its contents. An event that cannot be placed under the root is a rescan.
+fn changes_of(roots: &[PathBuf], event: notify::Result<notify::Event>) -> Vec<Change> {
+    use notify::EventKind;
+    use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
+    let event = match event {
+        Ok(event) if !event.need_rescan() => event,
+        _ => return vec![Change::Rescan],
+    };
+    let finished = match event.kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write))
+        | EventKind::Modify(ModifyKind::Name(RenameMode::To)) => true,
+        EventKind::Access(_)
+        | EventKind::Modify(ModifyKind::Metadata(_))
+        // Reported after its `From` and `To` halves, which say it all.
+        | EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => return Vec::new(),
+        _ => false,
+    };
+    event
+        .paths
+        .iter()
+        .map(|path| {
+            let under = roots.iter().find_map(|root| path.strip_prefix(root).ok());
+            match under {
+                Some(rel) if finished => Change::Finished(rel.to_path_buf()),
+                Some(rel) => Change::Touched(rel.to_path_buf()),
+                None => Change::Rescan,
+            }
+        })
+        .collect()
 }
 
 /// Moves `from` to `dest` (both under `root`), creating `dest`'s folders one at a time and

@@ -15,12 +15,18 @@
 //! Up to `max_concurrent_reads` stable files are read, hashed and archived at once; their
 //! arrivals are still emitted one at a time, in path order.
 //!
+//! Sources that have filesystem events (a local directory) are watched as well as polled:
+//! an event that finishes a file lists the area at once, so a file renamed into place is
+//! taken within milliseconds rather than after two poll intervals.
+//!
 //! Architecture Invariant: the poller only reads from landing areas, with one optional
 //! exception: with `move_to_done`, an emitted file is renamed into `<client>/<done>/`
 //! (never over an existing file, never outside the source's root). It knows nothing of
-//! Avro, Kafka or file categories. A file is emitted only after two consecutive listings
-//! agreed on its size and modification time, and only if it did not change while it was
-//! being read.
+//! Avro, Kafka or file categories. A file is emitted only once it is whole — two
+//! consecutive listings agreed on its size and modification time, or its writer finished
+//! it (a filesystem event: closed after writing, or renamed into place, and not written
+//! since; or its marker file is there) — and only if it did not change while it was being
+//! read.
 
 pub(crate) mod local;
 mod sftp;
@@ -262,6 +268,14 @@ pub(super) fn move_candidate(dest: &Path, now_ms: i64, attempt: u32) -> PathBuf 
     dest.with_file_name(name)
 }
 
+/// The watch's next change; never, without a watch.
+async fn next_change(watch: &mut Option<Watch>) -> Option<Change> {
+    match watch {
+        Some(w) => w.changes.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// A landing area.
 #[async_trait::async_trait]
 pub trait Source: Send + Sync {
@@ -284,6 +298,32 @@ pub trait Source: Send + Sync {
     /// the name gets a suffix instead ([`move_candidate`]). A folder on the way that is a
     /// link or not a folder is an error. Returns where the file went.
     async fn move_to(&self, listing: &Listing, dest: &Path) -> Result<PathBuf, PollerError>;
+    /// Starts watching the landing area for changes, when the source can (a local
+    /// directory: inotify). `Ok(None)`: it cannot, and is only polled.
+    fn watch(&self) -> Result<Option<Watch>, PollerError> {
+        Ok(None)
+    }
+}
+
+/// What a source's filesystem events say about a path under its root.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// A writer finished this file: closed it after writing, or renamed it into place. It
+    /// needs no second listing to be taken as whole.
+    Finished(PathBuf),
+    /// This file was created, written, re-timed, moved away or removed: whatever was
+    /// known of it being finished no longer holds.
+    Touched(PathBuf),
+    /// Events were lost (the kernel's queue overflowed) or cannot be placed: trust no
+    /// earlier `Finished`, and list again.
+    Rescan,
+}
+
+/// A live watch on a landing area: the changes it reports, in the order they happened,
+/// and the watcher that keeps them coming (dropping the `Watch` stops it).
+pub struct Watch {
+    pub changes: tokio::sync::mpsc::UnboundedReceiver<Change>,
+    pub(crate) _watcher: Box<dyn Send>,
 }
 
 /// Where arrivals go (in practice: Avro records on the `file-arrivals` topic).
@@ -316,7 +356,16 @@ pub struct Poller {
     /// Entries refused at the previous listing: each is warned about and counted once,
     /// not at every poll.
     refused: HashSet<String>,
+    /// Whether to react to the source's filesystem events, when it has them.
+    events: bool,
+    /// Files the source's events reported finished (closed after writing, or renamed into
+    /// place) and nothing since, with when: they need no second listing.
+    finished: HashMap<PathBuf, Instant>,
 }
+
+/// After a filesystem event, how long to gather more before listing: a batch of files
+/// renamed into place together is taken in one listing.
+const EVENT_GATHER: Duration = Duration::from_millis(10);
 
 /// Include and exclude globs on a file's path under the source root (`acme/in/a.csv`):
 /// a file is a candidate if it matches an include (or there are none) and no exclude.
@@ -385,10 +434,14 @@ impl Poller {
             move_to_done: None,
             max_concurrent_reads: 4,
             refused: Default::default(),
+            events: true,
+            finished: Default::default(),
         })
     }
 
-    /// Waits for a marker file `<file><suffix>` (e.g. `.done`) before taking a file.
+    /// Waits for a marker file `<file><suffix>` (e.g. `.done`) before taking a file. The
+    /// uploader writes the marker once the file is whole, so a marked file needs no second
+    /// listing (only the quiet period, if one is set).
     pub fn with_marker_suffix(mut self, suffix: Option<String>) -> Poller {
         self.marker_suffix = suffix.filter(|s| !s.is_empty());
         self
@@ -429,6 +482,15 @@ impl Poller {
         self
     }
 
+    /// Whether [`Poller::run`] also reacts to the source's filesystem events (default:
+    /// yes, when the source has them). A file a writer closed or renamed into place is then
+    /// listed at once and needs no second listing; the quiet period still applies, and the
+    /// polls go on for everything events miss.
+    pub fn with_events(mut self, on: bool) -> Poller {
+        self.events = on;
+        self
+    }
+
     /// Reads (and hashes and archives) up to `n` stable files at once; at least one.
     pub fn with_max_concurrent_reads(mut self, n: usize) -> Poller {
         self.max_concurrent_reads = n.max(1);
@@ -448,10 +510,28 @@ impl Poller {
         );
         let mut ticker = tokio::time::interval(self.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut watch = None;
+        let mut watch_failed = false;
         loop {
+            if self.events && watch.is_none() {
+                watch = self.start_watch(&mut watch_failed);
+            }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = ticker.tick() => {}
+                change = next_change(&mut watch) => {
+                    // Gather what comes with it, then list only if a file may be ready.
+                    let mut ready = self.note_change(change, &mut watch);
+                    tokio::time::sleep(EVENT_GATHER).await;
+                    while let Some(w) = &mut watch
+                        && let Ok(change) = w.changes.try_recv()
+                    {
+                        ready |= self.note_change(Some(change), &mut watch);
+                    }
+                    if !ready {
+                        continue;
+                    }
+                }
             }
             if let Err(e) = self.poll_once().await {
                 crate::metrics::PollError {
@@ -462,6 +542,65 @@ impl Poller {
             }
         }
         tracing::info!(source = self.source().name(), "poller stopped");
+    }
+
+    /// Starts the source's watch; a failure is warned about once (until a watch starts
+    /// again) and retried at the next poll.
+    fn start_watch(&mut self, failed_before: &mut bool) -> Option<Watch> {
+        match self.source().watch() {
+            Ok(Some(watch)) => {
+                tracing::info!(
+                    source = self.source().name(),
+                    "watching for filesystem events"
+                );
+                *failed_before = false;
+                Some(watch)
+            }
+            Ok(None) => {
+                self.events = false; // the source has none
+                None
+            }
+            Err(e) => {
+                if !std::mem::replace(failed_before, true) {
+                    tracing::warn!(source = self.source().name(), error = %e, "cannot watch for filesystem events; polling only, and trying again at each poll");
+                }
+                None
+            }
+        }
+    }
+
+    /// Takes in one change (`None`: the watch ended). Returns whether a listing may find
+    /// a file ready because of it.
+    fn note_change(&mut self, change: Option<Change>, watch: &mut Option<Watch>) -> bool {
+        match change {
+            Some(Change::Finished(path)) => {
+                let in_done = self
+                    .move_to_done
+                    .as_deref()
+                    .is_some_and(|done| in_client_folder(&path, done));
+                if !in_done {
+                    self.finished.insert(path, Instant::now());
+                }
+                !in_done
+            }
+            Some(Change::Touched(path)) => {
+                self.finished.remove(&path);
+                false
+            }
+            Some(Change::Rescan) => {
+                self.finished.clear();
+                true
+            }
+            None => {
+                tracing::warn!(
+                    source = self.source().name(),
+                    "the filesystem watch ended; polling only until it starts again"
+                );
+                self.finished.clear();
+                *watch = None;
+                false
+            }
+        }
     }
 
     /// One listing: emits every file that is stable since the previous listing and not
@@ -515,7 +654,19 @@ impl Poller {
                 self.state
                     .is_emitted(&listing.display, listing.size, listing.mtime_ms);
             // Since when the file has had this size and mtime, if the previous listing
-            // agrees; `None` when it is new or still changing.
+            // agrees, or since its writer finished it (an event said so, or its marker is
+            // there: the uploader writes the marker after the file); `None` when it is new
+            // or still changing.
+            let finished = if self.marker_suffix.is_some() {
+                Some(
+                    *self
+                        .finished
+                        .entry(listing.path.clone())
+                        .or_insert_with(Instant::now),
+                )
+            } else {
+                self.finished.get(&listing.path).copied()
+            };
             let unchanged_since = match self.previous.get(&listing.path) {
                 Some((before, since)) if *before == now => Some(*since),
                 Some(_) => None,
@@ -529,11 +680,13 @@ impl Poller {
                     None
                 }
             };
+            let unchanged_since = unchanged_since.or(finished);
             current.insert(
                 listing.path.clone(),
                 (now, unchanged_since.unwrap_or_else(Instant::now)),
             );
             if emitted_before {
+                self.finished.remove(&listing.path);
                 if self.move_to_done.is_some() {
                     unmoved.push(listing);
                 }
@@ -545,6 +698,7 @@ impl Poller {
                 _ => {}
             }
         }
+        self.finished.retain(|path, _| current.contains_key(path));
         self.previous = current;
         for listing in &unmoved {
             self.move_to_done(listing, &markers).await;
@@ -855,6 +1009,16 @@ mod tests {
         }
     }
 
+    /// A temporary landing area with a client folder `acme`, and a poller of it.
+    fn acme_landing() -> (tempfile::TempDir, PathBuf, Arc<Collect>, Poller) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("landing");
+        std::fs::create_dir_all(root.join("acme")).unwrap();
+        let sink = Arc::new(Collect::default());
+        let p = poller(&root, &dir.path().join("state"), sink.clone());
+        (dir, root, sink, p)
+    }
+
     fn poller(root: &Path, state: &Path, sink: Arc<Collect>) -> Poller {
         poller_of(
             Box::new(LocalSource::new("landing", root)),
@@ -926,11 +1090,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_file_is_emitted_once_after_two_agreeing_listings() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("landing");
-        std::fs::create_dir_all(root.join("acme")).unwrap();
-        let sink = Arc::new(Collect::default());
-        let mut p = poller(&root, &dir.path().join("state"), sink.clone());
+        let (dir, root, sink, mut p) = acme_landing();
 
         std::fs::write(root.join("acme/a.csv"), b"part").unwrap();
         assert_eq!(
@@ -994,6 +1154,131 @@ mod tests {
         );
     }
 
+    /// Feeds the poller the watch's changes until one satisfies `last`.
+    async fn take_changes_until(p: &mut Poller, watch: &mut Watch, last: impl Fn(&Change) -> bool) {
+        loop {
+            let change = tokio::time::timeout(Duration::from_secs(10), watch.changes.recv())
+                .await
+                .expect("the watch reports the change within 10 s")
+                .expect("the watch is alive");
+            let done = last(&change);
+            p.note_change(Some(change), &mut None);
+            if done {
+                return;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_file_its_writer_finished_is_taken_at_the_first_listing_after_the_event() {
+        let (_dir, root, sink, mut p) = acme_landing();
+        let mut watch = p
+            .source()
+            .watch()
+            .unwrap()
+            .expect("a local source has events");
+
+        // Renamed into place (the upload's partial name is never a candidate) ...
+        std::fs::write(root.join("acme/a.csv.part"), b"whole").unwrap();
+        std::fs::rename(root.join("acme/a.csv.part"), root.join("acme/a.csv")).unwrap();
+        // ... and written in place, then closed.
+        std::fs::write(root.join("acme/b.csv"), b"also whole").unwrap();
+        take_changes_until(&mut p, &mut watch, |c| {
+            *c == Change::Finished(PathBuf::from("acme/b.csv"))
+        })
+        .await;
+        assert_eq!(
+            p.poll_once().await.unwrap(),
+            2,
+            "finished files need no second listing"
+        );
+        assert_eq!(
+            arrivals(&sink),
+            vec![
+                (
+                    "acme/a.csv".to_string(),
+                    crate::rawstore::sha256_hex(b"whole")
+                ),
+                (
+                    "acme/b.csv".to_string(),
+                    crate::rawstore::sha256_hex(b"also whole")
+                ),
+            ]
+        );
+
+        // A file written again after its close is not finished any more: it waits for two
+        // agreeing listings, like any file events say nothing of.
+        use std::io::Write;
+        std::fs::write(root.join("acme/c.csv"), b"first part").unwrap();
+        let mut reopened = std::fs::OpenOptions::new()
+            .append(true)
+            .open(root.join("acme/c.csv"))
+            .unwrap();
+        reopened.write_all(b", more").unwrap();
+        take_changes_until(&mut p, &mut watch, |c| {
+            *c == Change::Touched(PathBuf::from("acme/c.csv"))
+        })
+        .await;
+        assert_eq!(p.poll_once().await.unwrap(), 0, "being written: not taken");
+        drop(reopened);
+        assert_eq!(p.poll_once().await.unwrap(), 1, "two listings agree");
+        assert_eq!(sink.0.lock().unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn after_an_overflow_no_earlier_event_counts() {
+        let (_dir, root, _sink, mut p) = acme_landing();
+        std::fs::write(root.join("acme/a.csv"), b"whole").unwrap();
+        p.note_change(Some(Change::Finished("acme/a.csv".into())), &mut None);
+        p.note_change(Some(Change::Rescan), &mut None);
+        assert_eq!(p.poll_once().await.unwrap(), 0, "first sighting again");
+        assert_eq!(p.poll_once().await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn running_with_events_takes_a_dropped_file_without_waiting_for_the_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("landing");
+        std::fs::create_dir_all(root.join("acme")).unwrap();
+        let sink = Arc::new(Collect::default());
+        // One listing at start, the next an hour later: only events can take a file.
+        let p = Poller::new(
+            Box::new(LocalSource::new("landing", &root)),
+            Arc::new(FsRawStore::new(dir.path().join("raw"))),
+            sink.clone(),
+            &dir.path().join("state"),
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let running = tokio::spawn(p.run(stop.clone()));
+        // The watch starts with the poller; files dropped before it are only listed once,
+        // so keep dropping until one is taken.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut dropped = 0;
+        while sink.0.lock().unwrap().is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "no dropped file was taken in 10 s"
+            );
+            std::fs::write(root.join(format!("acme/{dropped}.tmp")), b"x").unwrap();
+            std::fs::rename(
+                root.join(format!("acme/{dropped}.tmp")),
+                root.join(format!("acme/{dropped}.csv")),
+            )
+            .unwrap();
+            dropped += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        stop.cancel();
+        running.await.unwrap();
+        assert!(
+            arrivals(&sink)
+                .iter()
+                .all(|(path, _)| path.starts_with("acme/") && path.ends_with(".csv"))
+        );
+    }
+
     #[tokio::test]
     async fn with_a_marker_suffix_a_file_waits_for_its_marker() {
         let dir = tempfile::tempdir().unwrap();
@@ -1006,8 +1291,11 @@ mod tests {
         p.poll_once().await.unwrap();
         assert_eq!(p.poll_once().await.unwrap(), 0, "no marker yet");
         std::fs::write(root.join("acme/a.csv.done"), b"").unwrap();
-        p.poll_once().await.unwrap();
-        assert_eq!(p.poll_once().await.unwrap(), 1);
+        assert_eq!(
+            p.poll_once().await.unwrap(),
+            1,
+            "the marker says the file is whole: no second listing needed"
+        );
         assert_eq!(p.poll_once().await.unwrap(), 0);
         let arrivals = sink.0.lock().unwrap().clone();
         assert_eq!(arrivals.len(), 1, "the marker itself is never emitted");
@@ -1296,8 +1584,8 @@ mod tests {
         let mut p = poller(&root, &dir.path().join("state"), sink.clone())
             .with_marker_suffix(Some(".ok".into()))
             .with_move_to_done(Some("done".into()));
-        p.poll_once().await.unwrap();
-        assert_eq!(p.poll_once().await.unwrap(), 1);
+        assert_eq!(p.poll_once().await.unwrap(), 1, "marked: taken at once");
+        assert_eq!(p.poll_once().await.unwrap(), 0);
         // A stale marker left behind would let the next `a.csv` be taken before its
         // own marker arrives.
         let mut left: Vec<_> = tree(&root).into_keys().collect();
