@@ -3,13 +3,15 @@
 //!
 //! Per category and run, on fresh services (Tansu, `credstream registry`):
 //! 1. **credstream**: `credstream run` (poller, topology and query in one process, a
-//!    local landing area polled every 100 ms) is started and ready; the generated file is
-//!    hard-linked into the landing area (it appears whole, like a rename); the clock stops
+//!    local landing area polled every 100 ms and watched for filesystem events) is started
+//!    and ready; the generated file is hard-linked beside the landing area and renamed into
+//!    it (it appears whole, as an uploader's rename makes it); the clock stops
 //!    when the query API serves the file's ledger entry as PROCESSED with every record
 //!    out. The runtime writes that entry only after every output record was acknowledged
 //!    by the broker and the views were updated, so the span is file arrival → every
 //!    record Avro-encoded on its output topic and the views updated. CPU: the process's
-//!    user + system time over the span (`/proc/<pid>/stat`); the broker's too.
+//!    user + system time over the span (`/proc/<pid>/stat`); the broker's too. Memory:
+//!    the process's peak resident set (`VmHWM`) at the end of the span.
 //! 2. **the peer** (card.accounts only): Quix Streams (`benches/peer/quix_peer.py`, its
 //!    own venv) on the same broker and registry, fed one arrival message for the same
 //!    file: SHA-256, dedup in its RocksDB state (with changelog), CSV parse, validation,
@@ -76,6 +78,7 @@ struct Figures {
     peer_cpu: Option<f64>,
     ceiling_seconds: f64,
     record_bytes: f64,
+    peak_rss_mib: f64,
 }
 
 fn main() -> Result<()> {
@@ -130,13 +133,14 @@ async fn bench(knobs: &Knobs) -> Result<()> {
                 .await
                 .with_context(|| format!("{label}, run {}", run + 1))?;
             eprintln!(
-                "{label} run {}: credstream {:.0} records/s ({:.2} s, CPU {:.2} s, broker CPU {:.2} s); \
+                "{label} run {}: credstream {:.0} records/s ({:.2} s, CPU {:.2} s, broker CPU {:.2} s, peak RSS {:.0} MiB); \
                  peer {}; ceiling {:.0} records/s",
                 run + 1,
                 written.records as f64 / figures.seconds,
                 figures.seconds,
                 figures.cpu,
                 figures.broker_cpu,
+                figures.peak_rss_mib,
                 figures.peer_seconds.map_or("-".into(), |s| format!(
                     "{:.0} records/s (CPU {:.2} s)",
                     written.records as f64 / s,
@@ -185,9 +189,11 @@ async fn one_run(written: &Written, peer: bool, knobs: &Knobs) -> Result<Figures
 
     let cpu_before = cpu_seconds(pipeline.pid())?;
     let broker_before = cpu_seconds(tansu.pid())?;
+    let staged = root.join(&written.name);
+    std::fs::hard_link(&written.path, &staged)?;
     let began = Instant::now();
-    std::fs::hard_link(
-        &written.path,
+    std::fs::rename(
+        &staged,
         root.join("landing").join(CLIENT).join(&written.name),
     )?;
     // Asked every 20 ms: the span's resolution.
@@ -210,6 +216,7 @@ async fn one_run(written: &Written, peer: bool, knobs: &Knobs) -> Result<Figures
     figures.seconds = began.elapsed().as_secs_f64();
     figures.cpu = cpu_seconds(pipeline.pid())? - cpu_before;
     figures.broker_cpu = cpu_seconds(tansu.pid())? - broker_before;
+    figures.peak_rss_mib = peak_rss_mib(pipeline.pid())?;
     let entry = entry.map_err(|e| e.context(pipeline.log_tail()))?;
     ensure!(
         entry["status"] == "PROCESSED" && entry["records_out"].as_u64() == Some(written.records),
@@ -233,6 +240,17 @@ async fn one_run(written: &Written, peer: bool, knobs: &Knobs) -> Result<Figures
     )
     .await?;
     Ok(figures)
+}
+
+/// The peak resident set of process `pid` so far, in MiB (`VmHWM`).
+fn peak_rss_mib(pid: u32) -> Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmHWM in /proc/<pid>/status")?;
+    Ok(kib / 1024.0)
 }
 
 /// User + system CPU seconds of process `pid` so far.
@@ -459,9 +477,9 @@ fn print_table(knobs: &Knobs, rows: &[(String, &Written, Vec<Figures>)]) {
     );
     println!();
     println!(
-        "| file | records | MB | credstream records/s | MB/s | CPU s per M records | broker CPU s per M | peer records/s | peer CPU s per M | credstream ÷ peer (rate) | peer CPU ÷ credstream CPU | raw-produce ceiling records/s (record bytes) | credstream ÷ ceiling |"
+        "| file | records | MB | credstream records/s | MB/s | CPU s per M records | broker CPU s per M | peak RSS MiB | peer records/s | peer CPU s per M | credstream ÷ peer (rate) | peer CPU ÷ credstream CPU | raw-produce ceiling records/s (record bytes) | credstream ÷ ceiling |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (label, written, runs) in rows {
         let n = written.records as f64;
         let per_m = 1e6 / n;
@@ -471,6 +489,7 @@ fn print_table(knobs: &Knobs, rows: &[(String, &Written, Vec<Figures>)]) {
         let mbs = median_min_max(runs.iter().map(|r| written.bytes as f64 / 1e6 / r.seconds));
         let cpu = median_min_max(runs.iter().map(|r| r.cpu * per_m));
         let broker = median_min_max(runs.iter().map(|r| r.broker_cpu * per_m));
+        let rss = median_min_max(runs.iter().map(|r| r.peak_rss_mib));
         let ceiling = median_min_max(runs.iter().map(|r| n / r.ceiling_seconds));
         let vs_ceiling = median_min_max(runs.iter().map(|r| r.ceiling_seconds / r.seconds));
         let bytes = median_min_max(runs.iter().map(|r| r.record_bytes)).0;
@@ -495,13 +514,14 @@ fn print_table(knobs: &Knobs, rows: &[(String, &Written, Vec<Figures>)]) {
             ("—".into(), "—".into(), "—".into(), "—".into())
         };
         println!(
-            "| {label} | {} | {:.1} | {} | {} | {} | {} | {peer} | {peer_cpu} | {vs_peer} | {cpu_ratio} | {} ({bytes:.0} B) | {} |",
+            "| {label} | {} | {:.1} | {} | {} | {} | {} | {} | {peer} | {peer_cpu} | {vs_peer} | {cpu_ratio} | {} ({bytes:.0} B) | {} |",
             written.records,
             written.bytes as f64 / 1e6,
             cell(rate),
             cell2(mbs),
             cell2(cpu),
             cell2(broker),
+            cell(rss),
             cell(ceiling),
             cell2(vs_ceiling),
         );

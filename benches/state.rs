@@ -60,7 +60,7 @@ fn dedup_decisions(dir: &std::path::Path, files: usize) -> Result<(Vec<f64>, Vec
         if writes.get("dedup", &key)?.is_none() {
             writes.put("dedup", &key, Some(value));
         }
-        task.apply(&writes, &checkpoints, Some(i as i64))?;
+        task.apply(&mut writes, &checkpoints, Some(i as i64))?;
         plain.push(began.elapsed().as_secs_f64());
     }
     // The same with a synced write, on RocksDB directly (the runtime has no such path).
@@ -94,7 +94,7 @@ fn check_and_insert(dir: &std::path::Path, keys: usize) -> Result<f64> {
             writes.put("accounts", &key, Some(&value));
         }
         if (i + 1) % CHUNK == 0 || i + 1 == keys {
-            task.apply(&writes, &checkpoints, None)?;
+            task.apply(&mut writes, &checkpoints, None)?;
             writes = StoreWrites::new(task.clone());
         }
     }

@@ -11,8 +11,9 @@ use super::records::{
     DedupEntry, FileArrived, FileLedgerEntry, FileStatus, QuarantineRecord, QuarantineScope,
 };
 use super::views::{
-    ACCOUNTS_STORE, AccountState, BALANCES_STORE, Balance, Contributions, POSTINGS_STORE,
-    PostingSum, VERSIONS_STORE, Version, VersionChain, identity_key, totals_map,
+    ACCOUNTS_STORE, AccountContribution, AccountState, AccountStateRef, BALANCES_STORE, Balance,
+    BalanceRef, Contributions, POSTINGS_STORE, PeriodOf, PostingSum, VERSIONS_STORE, Version,
+    VersionChain, identity_key, totals_map,
 };
 use crate::config::{Config, DeliveryConfig, KafkaConfig};
 use crate::formats::{
@@ -1063,29 +1064,44 @@ impl FileProcessor {
             let period_prefix = format!("{client}/{}/", identity.period);
             // The snapshot's balances before this file, as applied.
             let before = ctx.scan(BALANCES_STORE, period_prefix.as_bytes(), usize::MAX)?;
-            for (account, (mut balance, mut state)) in contributions.accounts {
-                balance.version = version;
-                state.version = version;
-                let bk = format!("{period_prefix}{account}");
-                ctx.put(
-                    BALANCES_STORE,
-                    bk.as_bytes(),
-                    &serde_json::to_vec(&balance).expect("balances serialise"),
-                );
-                let ak = format!("{client}/{account}");
+            let scale = contributions.balance_scale;
+            let (mut bk, mut ak, mut json) = (String::new(), String::new(), Vec::new());
+            for (account, c) in contributions.accounts {
+                use std::fmt::Write as _;
+                bk.clear();
+                write!(bk, "{period_prefix}{account}").expect("writing to a String");
+                json.clear();
+                let balance = BalanceRef {
+                    unscaled: c.balance,
+                    scale,
+                    file_sha256: sha256,
+                    version,
+                };
+                serde_json::to_writer(&mut json, &balance).expect("balances serialise");
+                ctx.put(BALANCES_STORE, bk.as_bytes(), &json);
+                ak.clear();
+                write!(ak, "{client}/{account}").expect("writing to a String");
                 let newer_exists = match ctx.get(ACCOUNTS_STORE, ak.as_bytes())? {
                     Some(raw) => {
-                        let existing: AccountState = decode_state(ACCOUNTS_STORE, &ak, &raw)?;
+                        let existing: PeriodOf = decode_state(ACCOUNTS_STORE, &ak, &raw)?;
                         existing.period > identity.period
                     }
                     None => false,
                 };
                 if !newer_exists {
-                    ctx.put(
-                        ACCOUNTS_STORE,
-                        ak.as_bytes(),
-                        &serde_json::to_vec(&state).expect("account states serialise"),
-                    );
+                    json.clear();
+                    AccountStateRef {
+                        client_id: client,
+                        account: &account,
+                        category: &category.name,
+                        period: &identity.period,
+                        version,
+                        file_sha256: sha256,
+                        record_index: c.record_index,
+                        values: &c.values,
+                    }
+                    .write_json(&mut json);
+                    ctx.put(ACCOUNTS_STORE, ak.as_bytes(), &json);
                 }
             }
             // Accounts the superseded version had and this one has not: gone from the
@@ -1155,12 +1171,19 @@ impl FileProcessor {
             .identity
             .as_ref()
             .and_then(|i| i.identity(arrival.file_name()));
-        let mut gather = identity.map(|identity| Gather {
+        // Files without an identity have no versions, so add nothing to the views.
+        let mut gather = identity.map(|_| Gather {
             category: &output.category,
-            client: &arrival.client_id,
             sha256: &arrival.sha256,
-            identity,
-            contributions: Contributions::default(),
+            contributions: Contributions {
+                balance_scale: output.category.account.as_ref().map_or(0, |role| {
+                    output.category.fields[role.balance]
+                        .ty
+                        .numeric_scale()
+                        .unwrap_or(0)
+                }),
+                ..Contributions::default()
+            },
             keys: object_keys(&output.category),
         });
         let mut value = Vec::with_capacity(512);
@@ -1281,9 +1304,7 @@ fn decode_state<T: serde::de::DeserializeOwned>(
 /// Gathers a file's view contributions from its good records.
 struct Gather<'a> {
     category: &'a Category,
-    client: &'a str,
     sha256: &'a str,
-    identity: Identity,
     contributions: Contributions,
     /// The layout's fields in key order, each with its JSON key text (`"name":`): the
     /// account view's `values` object is written from these.
@@ -1313,7 +1334,7 @@ fn values_object(
     category: &Category,
     keys: &[(usize, Vec<u8>)],
     values: &[FieldValue<'_>],
-) -> Box<serde_json::value::RawValue> {
+) -> Box<str> {
     let mut text = Vec::with_capacity(64 * keys.len());
     text.push(b'{');
     for (n, (i, key)) in keys.iter().enumerate() {
@@ -1324,8 +1345,9 @@ fn values_object(
         values[*i].write_json(&category.fields[*i].ty, &mut text);
     }
     text.push(b'}');
-    let text = String::from_utf8(text).expect("JSON text is UTF-8");
-    serde_json::value::RawValue::from_string(text).expect("the object is JSON")
+    String::from_utf8(text)
+        .expect("JSON text is UTF-8")
+        .into_boxed_str()
 }
 
 impl Gather<'_> {
@@ -1341,25 +1363,12 @@ impl Gather<'_> {
             let Some(account) = text(role.key) else {
                 return;
             };
-            let state = AccountState {
-                client_id: self.client.to_string(),
-                account: account.clone(),
-                category: self.category.name.clone(),
-                period: self.identity.period.clone(),
-                version: 0,
-                file_sha256: self.sha256.to_string(),
+            let contribution = AccountContribution {
+                balance: unscaled(role.balance),
                 record_index: position.record_index,
                 values: values_object(self.category, &self.keys, values),
             };
-            let balance = Balance {
-                unscaled: unscaled(role.balance),
-                scale: scale(role.balance),
-                file_sha256: self.sha256.to_string(),
-                version: 0,
-            };
-            self.contributions
-                .accounts
-                .insert(account, (balance, state));
+            self.contributions.accounts.insert(account, contribution);
         }
         if let Some(role) = &self.category.postings {
             let (Some(account), FieldValue::Date(days), Some(flag)) =
@@ -1527,7 +1536,7 @@ mod tests {
                 .zip(rec.values)
                 .map(|(f, v)| (f.name.clone(), v.to_json(&f.ty)))
                 .collect();
-            assert_eq!(ours.get(), serde_json::to_string(&map).unwrap());
+            assert_eq!(&*ours, serde_json::to_string(&map).unwrap());
             checked += 1;
             Ok::<(), ()>(())
         })

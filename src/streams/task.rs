@@ -235,12 +235,12 @@ impl Task {
         };
         if txn && let Err(e) = block(|| self.producer.commit()) {
             return self
-                .after_failed_commit(env, e, work, consumer, &writes, &changelog, &topics)
+                .after_failed_commit(env, e, work, consumer, &mut writes, &changelog, &topics)
                 .await;
         }
         outputs.wait().await?;
         changelog.wait().await?;
-        self.apply(work, &writes, &changelog, &topics)?;
+        self.apply(work, &mut writes, &changelog, &topics)?;
         if txn {
             crate::metrics::Transaction {
                 outcome: "committed",
@@ -326,7 +326,7 @@ impl Task {
     fn apply(
         &mut self,
         work: Work<'_>,
-        writes: &StoreWrites,
+        writes: &mut StoreWrites,
         changelog: &Batch,
         topics: &HashMap<String, String>,
     ) -> Result<(), StreamsError> {
@@ -349,7 +349,7 @@ impl Task {
         error: KafkaError,
         work: Work<'_>,
         consumer: &StreamConsumer<C>,
-        writes: &StoreWrites,
+        writes: &mut StoreWrites,
         changelog: &Batch,
         topics: &HashMap<String, String>,
     ) -> Result<(), crate::Error> {
