@@ -216,7 +216,7 @@ async fn one_run(written: &Written, peer: bool, knobs: &Knobs) -> Result<Figures
     figures.seconds = began.elapsed().as_secs_f64();
     figures.cpu = cpu_seconds(pipeline.pid())? - cpu_before;
     figures.broker_cpu = cpu_seconds(tansu.pid())? - broker_before;
-    figures.peak_rss_mib = peak_rss_mib(pipeline.pid())?;
+    figures.peak_rss_mib = support::peak_rss(pipeline.pid())? as f64 / f64::from(1 << 20);
     let entry = entry.map_err(|e| e.context(pipeline.log_tail()))?;
     ensure!(
         entry["status"] == "PROCESSED" && entry["records_out"].as_u64() == Some(written.records),
@@ -240,17 +240,6 @@ async fn one_run(written: &Written, peer: bool, knobs: &Knobs) -> Result<Figures
     )
     .await?;
     Ok(figures)
-}
-
-/// The peak resident set of process `pid` so far, in MiB (`VmHWM`).
-fn peak_rss_mib(pid: u32) -> Result<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmHWM in /proc/<pid>/status")?;
-    Ok(kib / 1024.0)
 }
 
 /// User + system CPU seconds of process `pid` so far.

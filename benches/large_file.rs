@@ -38,21 +38,6 @@ fn generate(records: u64, out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `VmHWM` (peak resident set) of `pid`, bytes.
-fn peak_rss(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .context("no VmHWM in /proc/<pid>/status")?;
-    let kb: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .context("VmHWM value")?
-        .parse()?;
-    Ok(kb * 1024)
-}
-
 struct Measured {
     file_bytes: u64,
     records: u64,
@@ -92,7 +77,7 @@ async fn one_run(megabytes: u64) -> Result<Measured> {
         entry["records_out"]
     );
     let pid = stack.pipeline.as_ref().context("running")?.pid();
-    let peak = peak_rss(pid)?;
+    let peak = support::peak_rss(pid)?;
     Ok(Measured {
         file_bytes,
         records,

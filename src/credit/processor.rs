@@ -1060,11 +1060,14 @@ impl FileProcessor {
                 );
             }
         }
-        if category.account.is_some() {
+        if let Some(role) = &category.account {
             let period_prefix = format!("{client}/{}/", identity.period);
             // The snapshot's balances before this file, as applied.
             let before = ctx.scan(BALANCES_STORE, period_prefix.as_bytes(), usize::MAX)?;
-            let scale = contributions.balance_scale;
+            let scale = category.fields[role.balance]
+                .ty
+                .numeric_scale()
+                .unwrap_or(0);
             let (mut bk, mut ak, mut json) = (String::new(), String::new(), Vec::new());
             for (account, c) in contributions.accounts {
                 use std::fmt::Write as _;
@@ -1175,15 +1178,7 @@ impl FileProcessor {
         let mut gather = identity.map(|_| Gather {
             category: &output.category,
             sha256: &arrival.sha256,
-            contributions: Contributions {
-                balance_scale: output.category.account.as_ref().map_or(0, |role| {
-                    output.category.fields[role.balance]
-                        .ty
-                        .numeric_scale()
-                        .unwrap_or(0)
-                }),
-                ..Contributions::default()
-            },
+            contributions: Contributions::default(),
             keys: object_keys(&output.category),
         });
         let mut value = Vec::with_capacity(512);

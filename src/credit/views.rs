@@ -154,6 +154,7 @@ pub struct AccountStateRef<'a> {
 impl AccountStateRef<'_> {
     /// Appends the JSON serde_json writes for the equal [`AccountState`], byte for byte.
     pub fn write_json(&self, out: &mut Vec<u8>) {
+        use std::io::Write as _;
         let string = |out: &mut Vec<u8>, key: &[u8], value: &str| {
             out.extend_from_slice(key);
             serde_json::to_writer(&mut *out, value).expect("writing to a Vec");
@@ -162,11 +163,9 @@ impl AccountStateRef<'_> {
         string(out, b",\"account\":", self.account);
         string(out, b",\"category\":", self.category);
         string(out, b",\"period\":", self.period);
-        out.extend_from_slice(b",\"version\":");
-        out.extend_from_slice(self.version.to_string().as_bytes());
+        write!(out, ",\"version\":{}", self.version).expect("writing to a Vec");
         string(out, b",\"file_sha256\":", self.file_sha256);
-        out.extend_from_slice(b",\"record_index\":");
-        out.extend_from_slice(self.record_index.to_string().as_bytes());
+        write!(out, ",\"record_index\":{}", self.record_index).expect("writing to a Vec");
         out.extend_from_slice(b",\"values\":");
         out.extend_from_slice(self.values.as_bytes());
         out.push(b'}');
@@ -213,7 +212,7 @@ pub struct PostingSum {
 /// the balance's scale) is the file's, so it is not held once per account.
 #[derive(Debug)]
 pub struct AccountContribution {
-    /// The closing balance, unscaled (at [`Contributions::balance_scale`]).
+    /// The closing balance, unscaled (at the scale of the layout's balance field).
     pub balance: i128,
     pub record_index: u64,
     /// The record's values object as JSON text ([`AccountState::values`]).
@@ -226,8 +225,6 @@ pub struct Contributions {
     /// Account → its contribution; the last record of an account wins. foldhash: a
     /// million-account snapshot is a million inserts, and SipHash was a tenth of them.
     pub accounts: HashMap<String, AccountContribution, foldhash::fast::RandomState>,
-    /// The scale of every balance in `accounts`.
-    pub balance_scale: u32,
     /// (month `YYYY-MM`, account) → sum.
     pub postings: HashMap<(String, String), PostingSum>,
 }

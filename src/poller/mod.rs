@@ -657,7 +657,9 @@ impl Poller {
             // agrees, or since its writer finished it (an event said so, or its marker is
             // there: the uploader writes the marker after the file); `None` when it is new
             // or still changing.
-            let finished = if self.marker_suffix.is_some() {
+            let finished = if emitted_before {
+                None
+            } else if self.marker_suffix.is_some() {
                 Some(
                     *self
                         .finished
