@@ -201,6 +201,7 @@ pub async fn start(config: &Config, roles: &[Role]) -> Result<RunningApp, crate:
             credit
                 .clone()
                 .expecting(config.deliveries.clone())
+                .view_chunk(config.topology.view_chunk_accounts)
                 .topology(),
             producer.clone(),
         )

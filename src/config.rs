@@ -659,8 +659,8 @@ pub struct TokenConfig {
     pub clients: Vec<String>,
 }
 
-/// Where categories and contracts come from.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+/// Where categories and contracts come from, and how large files update the views.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TopologyConfig {
     /// Directory of category files (`*.toml`). Unset: the ones built into the binary,
@@ -668,6 +668,21 @@ pub struct TopologyConfig {
     pub dir: Option<PathBuf>,
     /// Directory of Avro contracts (`*.avsc`). Unset: the built-in `avro/`.
     pub avro_dir: Option<PathBuf>,
+    /// A snapshot file (accounts) whose trailer reconciled applies its view updates this
+    /// many accounts at a time, as it is read, so memory stays flat however many accounts
+    /// it has. A file with more accounts than this is visible half-applied in the views
+    /// while it is processed (its ledger entry comes last); a smaller one appears at once.
+    pub view_chunk_accounts: usize,
+}
+
+impl Default for TopologyConfig {
+    fn default() -> Self {
+        TopologyConfig {
+            dir: None,
+            avro_dir: None,
+            view_chunk_accounts: 50_000,
+        }
+    }
 }
 
 impl Config {
@@ -707,6 +722,9 @@ impl Config {
                 "kafka.partitions must be at least 1, got {}",
                 self.kafka.partitions
             ));
+        }
+        if self.topology.view_chunk_accounts < 1 {
+            return invalid("topology.view_chunk_accounts must be at least 1, got 0".into());
         }
         if self.kafka.replication_factor < 1 {
             return invalid(format!(
@@ -1044,6 +1062,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("partitions"), "{err}");
+
+        let path = write(dir.path(), "[topology]\nview_chunk_accounts = 0\n");
+        let err = Config::load_with_env(Some(&path), Env::prefixed("CS_TEST_NONE_"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("topology.view_chunk_accounts"), "{err}");
+        let path = write(dir.path(), "[app]\nid = \"x\"\n");
+        let config = Config::load_with_env(Some(&path), Env::prefixed("CS_TEST_NONE_")).unwrap();
+        assert_eq!(config.topology.view_chunk_accounts, 50_000);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod support;
 
 use std::collections::{BTreeMap, HashSet};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -1054,6 +1055,12 @@ fn materialise(records: &[(Vec<u8>, Option<Vec<u8>>)]) -> BTreeMap<Vec<u8>, Vec<
 async fn a_correction_supersedes_its_file_in_views_output_and_ledger() -> Result<()> {
     const ROWS: usize = 20;
     let mut s = Scenario::new().await?;
+    // Chunks of 7 accounts: both versions apply their views in parts, as a snapshot of
+    // millions does, and everything below must hold all the same.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&s.config)?
+        .write_all(b"\n[topology]\nview_chunk_accounts = 7\n")?;
     s.start().await?;
     let v1 = account_master_csv_with_trailer(ROWS, 7, "2026-10-31");
     let (v1_sha, name) = (sha256(&v1), "accounts_2026-10.csv");
@@ -1168,6 +1175,11 @@ async fn a_correction_supersedes_its_file_in_views_output_and_ledger() -> Result
     ensure!(totals["current_version"] == 2, "{totals}");
 
     let metrics = s.metrics().await?;
+    let spilled = support::stack::metric_value(&metrics, "credstream_store_writes_spilled_total")
+        .context("no spill metric")?;
+    // Version 1's 20 accounts: two chunks of 7 (a balance and an account entry each) went
+    // before the file's end; version 2's 19 likewise, and its removal pass spills none.
+    ensure!(spilled == 4.0 * 14.0, "spilled {spilled} writes");
     for line in [
         "credstream_files_superseded_total{client=\"acme-bank\",category=\"card.accounts\"} 1",
         &format!(

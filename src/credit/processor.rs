@@ -15,7 +15,7 @@ use super::views::{
     BalanceRef, Contributions, POSTINGS_STORE, PeriodOf, PostingSum, VERSIONS_STORE, Version,
     VersionChain, identity_key, totals_map,
 };
-use crate::config::{Config, DeliveryConfig, KafkaConfig};
+use crate::config::{Config, DeliveryConfig, KafkaConfig, TopologyConfig};
 use crate::formats::{
     BadRecordPolicy, Catalog, Category, DriftClass, FieldValue, FileDrift, Identity, ParseSummary,
     ParsedRecord, Position, RecordIssue, parse,
@@ -90,6 +90,7 @@ struct Shared {
 pub struct CreditTopology {
     shared: Arc<Shared>,
     deliveries: Arc<Vec<DeliveryConfig>>,
+    view_chunk: usize,
 }
 
 impl CreditTopology {
@@ -128,6 +129,7 @@ impl CreditTopology {
         }
         Ok(CreditTopology {
             deliveries: Arc::default(),
+            view_chunk: TopologyConfig::default().view_chunk_accounts,
             shared: Arc::new(Shared {
                 registry,
                 raw,
@@ -165,10 +167,18 @@ impl CreditTopology {
         self
     }
 
+    /// Accounts per chunk of a large snapshot's view updates (see
+    /// [`TopologyConfig::view_chunk_accounts`]).
+    pub fn view_chunk(mut self, accounts: usize) -> CreditTopology {
+        self.view_chunk = accounts.max(1);
+        self
+    }
+
     /// The runtime topology.
     pub fn topology(&self) -> Topology {
         let shared = self.shared.clone();
         let deliveries = self.deliveries.clone();
+        let view_chunk = self.view_chunk;
         Topology {
             shape: shape(&self.shared.kafka, &self.shared.catalog),
             processor: Box::new(move |_| {
@@ -176,6 +186,7 @@ impl CreditTopology {
                     shared: shared.clone(),
                     deliveries: deliveries.clone(),
                     last_accepted: None,
+                    view_chunk,
                 })
             }),
             partition_of: Box::new(partition_of),
@@ -283,6 +294,8 @@ struct FileProcessor {
     /// accepted file was processed (ms). Read from the versions store at the first
     /// punctuation, then kept up to date by `process`.
     last_accepted: Option<BTreeMap<(String, String), i64>>,
+    /// Accounts per chunk of a large snapshot's view updates.
+    view_chunk: usize,
 }
 
 /// How often each task exports its expected deliveries.
@@ -456,8 +469,36 @@ impl Processor for FileProcessor {
                     key: arrival.raw_key.clone(),
                     source,
                 })?;
+                let identity = output
+                    .category
+                    .identity
+                    .as_ref()
+                    .and_then(|i| i.identity(arrival.file_name()));
+                let plan = match &identity {
+                    Some(identity) if output.category.account.is_some() => Some(ChainPlan::read(
+                        ctx,
+                        &arrival.client_id,
+                        &output.category,
+                        identity,
+                        &arrival.sha256,
+                    )?),
+                    _ => None,
+                };
+                let views = plan
+                    .as_ref()
+                    .filter(|p| p.becomes_current())
+                    .zip(identity.as_ref())
+                    .map(|(p, identity)| {
+                        AccountTarget::new(
+                            &arrival.client_id,
+                            &output.category,
+                            identity,
+                            p.number,
+                            &arrival.sha256,
+                        )
+                    });
                 let routed = tokio::task::block_in_place(|| {
-                    self.route_records(ctx, &arrival, output, &mapped)
+                    self.route_records(ctx, &arrival, output, &mapped, views.as_ref())
                 })?;
                 drop(mapped);
                 drop(object);
@@ -851,23 +892,12 @@ impl FileProcessor {
     ) -> Result<(), crate::Error> {
         let category = &output.category;
         let client = arrival.client_id.as_str();
-        let key = identity_key(client, &category.name, &identity);
-        let mut chain: VersionChain = match ctx.get(VERSIONS_STORE, key.as_bytes())? {
-            Some(raw) => decode_state(VERSIONS_STORE, &key, &raw)?,
-            None => VersionChain {
-                client_id: client.to_string(),
-                category: category.name.clone(),
-                period: identity.period.clone(),
-                sequence: identity.sequence.clone(),
-                ..VersionChain::default()
-            },
-        };
-        // A replay of bytes already in the chain keeps their version number.
-        let existing = chain
-            .versions
-            .iter()
-            .position(|v| v.file_sha256 == arrival.sha256);
-        let number = existing.map_or_else(|| chain.next_version(), |i| chain.versions[i].version);
+        let ChainPlan {
+            key,
+            mut chain,
+            existing,
+            number,
+        } = ChainPlan::read(ctx, client, category, &identity, &arrival.sha256)?;
         let (not_out, trailer, reason, contributions) = match outcome {
             Outcome::Held { reason } => (Vec::new(), None, Some(reason), None),
             Outcome::Accepted(r) => (r.not_out, r.trailer, None, Some(r.contributions)),
@@ -1060,78 +1090,10 @@ impl FileProcessor {
                 );
             }
         }
-        if let Some(role) = &category.account {
-            let period_prefix = format!("{client}/{}/", identity.period);
-            // The snapshot's balances before this file, as applied.
-            let before = ctx.scan(BALANCES_STORE, period_prefix.as_bytes(), usize::MAX)?;
-            let scale = category.fields[role.balance]
-                .ty
-                .numeric_scale()
-                .unwrap_or(0);
-            let (mut bk, mut ak, mut json) = (String::new(), String::new(), Vec::new());
-            for (account, c) in contributions.accounts {
-                use std::fmt::Write as _;
-                bk.clear();
-                write!(bk, "{period_prefix}{account}").expect("writing to a String");
-                json.clear();
-                let balance = BalanceRef {
-                    unscaled: c.balance,
-                    scale,
-                    file_sha256: sha256,
-                    version,
-                };
-                serde_json::to_writer(&mut json, &balance).expect("balances serialise");
-                ctx.put(BALANCES_STORE, bk.as_bytes(), &json);
-                ak.clear();
-                write!(ak, "{client}/{account}").expect("writing to a String");
-                let newer_exists = match ctx.get(ACCOUNTS_STORE, ak.as_bytes())? {
-                    Some(raw) => {
-                        let existing: PeriodOf = decode_state(ACCOUNTS_STORE, &ak, &raw)?;
-                        existing.period > identity.period
-                    }
-                    None => false,
-                };
-                if !newer_exists {
-                    json.clear();
-                    AccountStateRef {
-                        client_id: client,
-                        account: &account,
-                        category: &category.name,
-                        period: &identity.period,
-                        version,
-                        file_sha256: sha256,
-                        record_index: c.record_index,
-                        values: &c.values,
-                    }
-                    .write_json(&mut json);
-                    ctx.put(ACCOUNTS_STORE, ak.as_bytes(), &json);
-                }
-            }
-            // Accounts the superseded version had and this one has not: gone from the
-            // snapshot, so gone from its balances, and from the account view if that
-            // showed them from the superseded file.
-            for (bk, raw) in before {
-                let Some(current) = ctx.get(BALANCES_STORE, &bk)? else {
-                    continue;
-                };
-                if current != raw {
-                    continue;
-                }
-                let bk_text = String::from_utf8_lossy(&bk).into_owned();
-                let old: Balance = decode_state(BALANCES_STORE, &bk_text, &raw)?;
-                if old.file_sha256 == sha256 && old.version == version {
-                    continue;
-                }
-                ctx.delete(BALANCES_STORE, &bk);
-                let account = &bk_text[period_prefix.len()..];
-                let ak = format!("{client}/{account}");
-                if let Some(raw) = ctx.get(ACCOUNTS_STORE, ak.as_bytes())? {
-                    let state: AccountState = decode_state(ACCOUNTS_STORE, &ak, &raw)?;
-                    if Some(state.file_sha256.as_str()) == superseded {
-                        ctx.delete(ACCOUNTS_STORE, ak.as_bytes());
-                    }
-                }
-            }
+        if category.account.is_some() {
+            let target = AccountTarget::new(client, category, identity, version, sha256);
+            put_accounts(ctx, &target, contributions.accounts)?;
+            remove_absent_accounts(ctx, &target, superseded, self.view_chunk)?;
         }
         Ok(())
     }
@@ -1139,12 +1101,17 @@ impl FileProcessor {
     /// Parses the file and sends each record to the output topic or quarantine, gathering
     /// what it adds to the views. Runs under `block_in_place`: parsing is CPU work, and
     /// sends block only while the producer's queue is full.
+    ///
+    /// `views` is where the file's accounts go if it is accepted and becomes current. When
+    /// the file was validated whole before this pass (so it will be accepted), they are
+    /// applied a chunk at a time as they are read, instead of held for the end.
     fn route_records(
         &self,
-        ctx: &ProcessorContext<'_>,
+        ctx: &mut ProcessorContext<'_>,
         arrival: &FileArrived,
         output: &CategoryOutput,
         raw: &MappedRaw,
+        views: Option<&AccountTarget<'_>>,
     ) -> Result<Routed, crate::Error> {
         let bytes: &[u8] = raw;
         let layout = output.category.layout_id();
@@ -1156,7 +1123,8 @@ impl FileProcessor {
         let tokeniser = &self.shared.tokeniser;
         // A trailer, or a layout that holds the whole file on one bad record, must be
         // checked before any record leaves.
-        if output.category.validates_first(bytes)
+        let validated = output.category.validates_first(bytes);
+        if validated
             && let Some(drift) = validate(
                 &output.category,
                 &output.plan,
@@ -1181,6 +1149,7 @@ impl FileProcessor {
             contributions: Contributions::default(),
             keys: object_keys(&output.category),
         });
+        let spill_to = views.filter(|_| validated);
         let mut value = Vec::with_capacity(512);
         let mut key = String::with_capacity(80);
         let mut records_out = 0u64;
@@ -1207,6 +1176,13 @@ impl FileProcessor {
                                 records_out += 1;
                                 if let Some(g) = gather.as_mut() {
                                     g.add(rec.values, rec.position);
+                                    if let Some(target) = spill_to
+                                        && g.contributions.accounts.len() >= self.view_chunk
+                                    {
+                                        let chunk = std::mem::take(&mut g.contributions.accounts);
+                                        put_accounts(ctx, target, chunk)?;
+                                        ctx.spill()?;
+                                    }
                                 }
                                 return Ok(());
                             }
@@ -1266,6 +1242,191 @@ impl FileProcessor {
                 })
             }
         })
+    }
+}
+
+/// A file's place in its logical identity's version chain, as read before it is recorded.
+struct ChainPlan {
+    /// The chain's key in the versions store.
+    key: String,
+    chain: VersionChain,
+    /// The index of this file's bytes in the chain, if they were recorded before (a replay).
+    existing: Option<usize>,
+    /// This file's version number: its earlier one on a replay, else the next.
+    number: u32,
+}
+
+impl ChainPlan {
+    fn read(
+        ctx: &ProcessorContext<'_>,
+        client: &str,
+        category: &Category,
+        identity: &Identity,
+        sha256: &str,
+    ) -> Result<ChainPlan, crate::Error> {
+        let key = identity_key(client, &category.name, identity);
+        let chain: VersionChain = match ctx.get(VERSIONS_STORE, key.as_bytes())? {
+            Some(raw) => decode_state(VERSIONS_STORE, &key, &raw)?,
+            None => VersionChain {
+                client_id: client.to_string(),
+                category: category.name.clone(),
+                period: identity.period.clone(),
+                sequence: identity.sequence.clone(),
+                ..VersionChain::default()
+            },
+        };
+        let existing = chain.versions.iter().position(|v| v.file_sha256 == sha256);
+        let number = existing.map_or_else(|| chain.next_version(), |i| chain.versions[i].version);
+        Ok(ChainPlan {
+            key,
+            chain,
+            existing,
+            number,
+        })
+    }
+
+    /// Whether an accepted file becomes its identity's current version (and so replaces
+    /// the views' contributions): not when a newer version is current already.
+    fn becomes_current(&self) -> bool {
+        self.chain
+            .current()
+            .is_none_or(|p| p.version <= self.number)
+    }
+}
+
+/// Where one accepted snapshot file's accounts go in the `accounts` and `balances` views.
+struct AccountTarget<'a> {
+    client: &'a str,
+    category: &'a str,
+    period: &'a str,
+    /// `<client>/<period>/`: the snapshot's keys in `balances`.
+    period_prefix: String,
+    /// The scale of the layout's balance field.
+    scale: u32,
+    version: u32,
+    sha256: &'a str,
+}
+
+impl<'a> AccountTarget<'a> {
+    fn new(
+        client: &'a str,
+        category: &'a Category,
+        identity: &'a Identity,
+        version: u32,
+        sha256: &'a str,
+    ) -> AccountTarget<'a> {
+        let scale = category
+            .account
+            .as_ref()
+            .and_then(|role| category.fields[role.balance].ty.numeric_scale())
+            .unwrap_or(0);
+        AccountTarget {
+            client,
+            category: &category.name,
+            period: &identity.period,
+            period_prefix: format!("{client}/{}/", identity.period),
+            scale,
+            version,
+            sha256,
+        }
+    }
+}
+
+/// Writes each account's balance in the snapshot, and its account view entry unless a
+/// later period's file shows the account already.
+fn put_accounts(
+    ctx: &mut ProcessorContext<'_>,
+    target: &AccountTarget<'_>,
+    accounts: impl IntoIterator<Item = (String, AccountContribution)>,
+) -> Result<(), crate::Error> {
+    let (mut bk, mut ak, mut json) = (String::new(), String::new(), Vec::new());
+    for (account, c) in accounts {
+        bk.clear();
+        write!(bk, "{}{account}", target.period_prefix).expect("writing to a String");
+        json.clear();
+        let balance = BalanceRef {
+            unscaled: c.balance,
+            scale: target.scale,
+            file_sha256: target.sha256,
+            version: target.version,
+        };
+        serde_json::to_writer(&mut json, &balance).expect("balances serialise");
+        ctx.put(BALANCES_STORE, bk.as_bytes(), &json);
+        ak.clear();
+        write!(ak, "{}/{account}", target.client).expect("writing to a String");
+        let newer_exists = match ctx.get(ACCOUNTS_STORE, ak.as_bytes())? {
+            Some(raw) => {
+                let existing: PeriodOf = decode_state(ACCOUNTS_STORE, &ak, &raw)?;
+                existing.period.as_str() > target.period
+            }
+            None => false,
+        };
+        if !newer_exists {
+            json.clear();
+            AccountStateRef {
+                client_id: target.client,
+                account: &account,
+                category: target.category,
+                period: target.period,
+                version: target.version,
+                file_sha256: target.sha256,
+                record_index: c.record_index,
+                values: &c.values,
+            }
+            .write_json(&mut json);
+            ctx.put(ACCOUNTS_STORE, ak.as_bytes(), &json);
+        }
+    }
+    Ok(())
+}
+
+/// After a snapshot's accounts are written: every balance of its period that another file
+/// (or another version) wrote is of an account this snapshot no longer has, so it goes,
+/// and so does the account's view entry if that showed it from the superseded file. Reads
+/// the period a page at a time, and spills when the unit has staged a chunk's worth.
+fn remove_absent_accounts(
+    ctx: &mut ProcessorContext<'_>,
+    target: &AccountTarget<'_>,
+    superseded: Option<&str>,
+    chunk: usize,
+) -> Result<(), crate::Error> {
+    let prefix = target.period_prefix.as_bytes();
+    let mut start: Option<Vec<u8>> = None;
+    loop {
+        let page = ctx.scan_from(BALANCES_STORE, prefix, start.as_deref(), chunk)?;
+        let Some((last, _)) = page.last() else {
+            return Ok(());
+        };
+        let mut next = last.clone();
+        next.push(0);
+        for (bk, stored) in &page {
+            // The balance as this unit leaves it: its own write if it staged one.
+            let current = match ctx.staged(BALANCES_STORE, bk) {
+                Some(None) => continue,
+                Some(Some(v)) => v,
+                None => stored.as_slice(),
+            };
+            let bk_text = String::from_utf8_lossy(bk);
+            let written: Balance = decode_state(BALANCES_STORE, &bk_text, current)?;
+            if written.file_sha256 == target.sha256 && written.version == target.version {
+                continue;
+            }
+            let ak = format!("{}/{}", target.client, &bk_text[prefix.len()..]);
+            ctx.delete(BALANCES_STORE, bk);
+            if let Some(raw) = ctx.get(ACCOUNTS_STORE, ak.as_bytes())? {
+                let state: AccountState = decode_state(ACCOUNTS_STORE, &ak, &raw)?;
+                if Some(state.file_sha256.as_str()) == superseded {
+                    ctx.delete(ACCOUNTS_STORE, ak.as_bytes());
+                }
+            }
+        }
+        if ctx.staged_writes() >= 2 * chunk {
+            tokio::task::block_in_place(|| ctx.spill())?;
+        }
+        if page.len() < chunk {
+            return Ok(());
+        }
+        start = Some(next);
     }
 }
 

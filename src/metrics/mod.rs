@@ -130,6 +130,11 @@ pub const CATALOGUE: &[(&str, Kind, &str)] = &[
         "Changelog records left to restore, per store partition.",
     ),
     (
+        "credstream_store_writes_spilled_total",
+        Kind::Counter,
+        "Store writes applied before their unit of work committed, in chunks of a unit too large to hold (a big snapshot's view updates).",
+    ),
+    (
         "credstream_fenced_writes_ignored_total",
         Kind::Counter,
         "Changelog writes of a replica that had lost the partition, ignored by readers.",
@@ -519,6 +524,17 @@ impl FencedWriteIgnored<'_> {
     pub fn emit(self) {
         counter!("credstream_fenced_writes_ignored_total", "store" => self.store.to_string())
             .increment(1);
+    }
+}
+
+/// A chunk of a unit's store writes applied before the unit commits.
+pub struct WritesSpilled {
+    pub writes: usize,
+}
+
+impl WritesSpilled {
+    pub fn emit(self) {
+        counter!("credstream_store_writes_spilled_total").increment(self.writes as u64);
     }
 }
 

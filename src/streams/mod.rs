@@ -223,6 +223,7 @@ pub struct ProcessorContext<'a> {
     pub(crate) writes: &'a mut StoreWrites,
     pub(crate) producer: &'a OutputProducer,
     pub(crate) batch: &'a Batch,
+    pub(crate) changelog: &'a mut task::UnitChangelog,
 }
 
 impl ProcessorContext<'_> {
@@ -238,7 +239,24 @@ impl ProcessorContext<'_> {
 
     /// Entries of `store` with `prefix`, in key order (staged writes not included).
     pub fn scan(&self, store: &str, prefix: &[u8], limit: usize) -> Result<Entries, crate::Error> {
-        Ok(self.writes.scan(store, prefix, limit)?)
+        self.scan_from(store, prefix, None, limit)
+    }
+
+    /// [`Self::scan`] from `start` (inclusive) on, for reading a large range a page at a
+    /// time.
+    pub fn scan_from(
+        &self,
+        store: &str,
+        prefix: &[u8],
+        start: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Entries, crate::Error> {
+        Ok(self.writes.applied().scan(store, prefix, start, limit)?)
+    }
+
+    /// This unit's staged write of `key`, if it staged one (`Some(None)`: a delete).
+    pub fn staged(&self, store: &str, key: &[u8]) -> Option<Option<&[u8]>> {
+        self.writes.staged_value(store, key)
     }
 
     /// Stages a write; it reaches the changelog and the store when the unit commits.
@@ -249,6 +267,27 @@ impl ProcessorContext<'_> {
     /// Stages a delete.
     pub fn delete(&mut self, store: &str, key: &[u8]) {
         self.writes.put(store, key, None);
+    }
+
+    /// Writes staged so far.
+    pub fn staged_writes(&self) -> usize {
+        self.writes.len()
+    }
+
+    /// Sends the writes staged so far to their changelogs and applies them to the stores
+    /// now, rather than when the unit commits: for a unit too large to hold whole (a
+    /// snapshot of millions of accounts). Blocking; call it under `block_in_place`.
+    ///
+    /// Readers see these writes before the unit commits. If the unit then fails, it is
+    /// processed again from the start, and its writes, upserts under the same keys, land
+    /// again; a processor that spills must compute the same writes when it runs again
+    /// over state that holds some of them already.
+    pub fn spill(&mut self) -> Result<(), crate::Error> {
+        let writes = self.writes.len();
+        self.changelog.send_staged(self.producer, self.writes)?;
+        self.writes.apply_now()?;
+        crate::metrics::WritesSpilled { writes }.emit();
+        Ok(())
     }
 
     /// Sends a record to `topic`, partitioned by key. Returns once it is queued; the

@@ -754,7 +754,7 @@ impl StreamsRuntime {
         Ok(())
     }
 
-    fn report_standby_lag(&self) {
+    fn report_standby_lag(&mut self) {
         if self.settings.num_standby_replicas == 0 {
             return;
         }

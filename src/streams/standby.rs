@@ -14,7 +14,7 @@ use super::StreamsError;
 use super::changelog::ChangelogApplier;
 use super::runtime::changelog_topic;
 use super::store::{StoreRegistry, TaskDb};
-use super::task::restore_config;
+use super::task::{position, restore_config};
 
 /// Records applied per call of [`Standby::poll`], so the runtime loop stays responsive.
 const MAX_PER_POLL: usize = 5_000;
@@ -23,6 +23,36 @@ struct StandbyTask {
     db: Arc<TaskDb>,
     /// By changelog topic: the store and its applier.
     appliers: BTreeMap<String, ChangelogApplier>,
+    /// By changelog topic: its end when the standby first looked (at its first lag report).
+    catch_up_to: BTreeMap<String, i64>,
+    /// Reached `catch_up_to` on every changelog: from then on it serves stale reads. Before,
+    /// a standby built from nothing would answer "no such key" for keys it has yet to read.
+    caught_up: bool,
+}
+
+impl StandbyTask {
+    /// Moves each applier past offsets no record occupies (transaction markers, compaction
+    /// holes), to where the consumer really is.
+    fn advance(&mut self, consumer: &BaseConsumer, partition: i32) {
+        for (topic, applier) in &mut self.appliers {
+            if let Some(p) = position(consumer, topic, partition) {
+                applier.skip_to(p);
+            }
+        }
+    }
+
+    /// Whether every changelog has reached the end it had when the standby started.
+    fn reached_target(&mut self, consumer: &BaseConsumer, partition: i32) -> bool {
+        self.advance(consumer, partition);
+        let mut reached = self.catch_up_to.len() == self.appliers.len();
+        for (topic, applier) in &self.appliers {
+            reached &= self
+                .catch_up_to
+                .get(topic)
+                .is_some_and(|end| applier.next_offset() >= *end);
+        }
+        reached
+    }
 }
 
 /// The standby tasks of one replica.
@@ -73,8 +103,15 @@ impl Standby {
             );
         }
         let tpl = Self::partition_list(partition, &appliers)?;
-        self.readers.insert(db.clone());
-        self.tasks.insert(partition, StandbyTask { db, appliers });
+        self.tasks.insert(
+            partition,
+            StandbyTask {
+                db,
+                appliers,
+                catch_up_to: BTreeMap::new(),
+                caught_up: false,
+            },
+        );
         // Incremental: replacing the whole assignment while librdkafka is still stopping
         // the previous one's partitions trips an assertion in librdkafka 2.12.
         self.consumer
@@ -135,29 +172,132 @@ impl Standby {
                 None => break,
             }
         }
-        for task in self.tasks.values_mut() {
+        for (partition, task) in &mut self.tasks {
             for applier in task.appliers.values_mut() {
                 applier.flush(&task.db)?;
+            }
+            if !task.caught_up && task.reached_target(&self.consumer, *partition) {
+                task.caught_up = true;
+                self.readers.insert(task.db.clone());
+                tracing::info!(
+                    partition,
+                    "standby caught up with its changelogs; it serves stale reads"
+                );
             }
         }
         Ok(applied)
     }
 
-    /// Records behind the end of its changelogs, per standby partition.
-    pub fn lag(&self) -> BTreeMap<i32, i64> {
+    /// Records behind the end of its changelogs, per standby partition. The first ends
+    /// seen are what a new standby must reach before it serves stale reads.
+    pub fn lag(&mut self) -> BTreeMap<i32, i64> {
         let mut lag = BTreeMap::new();
-        for (partition, task) in &self.tasks {
+        for (partition, task) in &mut self.tasks {
             let mut behind = 0;
+            task.advance(&self.consumer, *partition);
             for (topic, applier) in &task.appliers {
                 if let Ok((_, high)) =
                     self.consumer
                         .fetch_watermarks(topic, *partition, Duration::from_secs(2))
                 {
                     behind += (high - applier.next_offset()).max(0);
+                    task.catch_up_to.entry(topic.clone()).or_insert(high);
                 }
             }
             lag.insert(*partition, behind);
         }
         lag
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+    use super::*;
+
+    /// A standby built from nothing serves no reads until it holds everything its
+    /// changelog held when it started; then it does, and it keeps following.
+    #[test]
+    fn a_new_standby_serves_reads_only_once_it_has_caught_up() {
+        const KEYS: usize = 20_000;
+        let mock = MockCluster::new(1).unwrap();
+        let topic = changelog_topic("app", "s");
+        mock.create_topic(&topic, 1, 1).unwrap();
+        let mut client = ClientConfig::new();
+        client.set("bootstrap.servers", mock.bootstrap_servers());
+        let producer: ThreadedProducer<DefaultProducerContext> = client.create().unwrap();
+        let send = |i: usize| {
+            let key = format!("k{i:06}");
+            producer
+                .send(
+                    BaseRecord::<str, str>::to(&topic)
+                        .partition(0)
+                        .key(&key)
+                        .payload("v"),
+                )
+                .map_err(|(e, _)| e)
+                .unwrap();
+        };
+        (0..KEYS).for_each(send);
+        producer.flush(Duration::from_secs(10)).unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(TaskDb::open(dir.path(), 0, &["s".to_string()]).unwrap());
+        let mut standby = Standby::new(&client, "app", &["s".to_string()]).unwrap();
+        let readers = standby.readers();
+        standby.add(0, db.clone()).unwrap();
+        assert!(
+            readers.task(0).is_none(),
+            "served reads before reading a thing"
+        );
+
+        // Polls as the runtime loop does, with a lag report (which learns the end) now and
+        // then; more records arrive meanwhile. Reads are refused until every key written
+        // before the first report is in the store.
+        let began = Instant::now();
+        let mut polls = 0;
+        while readers.task(0).is_none() {
+            assert!(began.elapsed() < Duration::from_secs(30), "never caught up");
+            if polls % 3 == 0 {
+                let lag = standby.lag();
+                assert!(lag.contains_key(&0), "no lag reported: {lag:?}");
+            }
+            if polls == 1 {
+                (KEYS..KEYS + 100).for_each(send);
+                producer.flush(Duration::from_secs(10)).unwrap();
+            }
+            standby.poll().unwrap();
+            let held = db.scan("s", b"k", None, usize::MAX).unwrap().len();
+            if readers.task(0).is_none() {
+                assert!(held < KEYS, "all {KEYS} keys held, yet no reads served");
+            }
+            polls += 1;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let held = db.scan("s", b"k", None, usize::MAX).unwrap().len();
+        assert!(held >= KEYS, "serves reads holding {held} of {KEYS} keys");
+        assert!(polls > 1, "caught up in one poll; the test proves nothing");
+
+        // Caught up, it keeps following and keeps serving.
+        (KEYS + 100..KEYS + 200).for_each(send);
+        producer.flush(Duration::from_secs(10)).unwrap();
+        while db
+            .get("s", format!("k{:06}", KEYS + 199).as_bytes())
+            .unwrap()
+            .is_none()
+        {
+            assert!(
+                began.elapsed() < Duration::from_secs(30),
+                "stopped following"
+            );
+            standby.poll().unwrap();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(readers.task(0).is_some());
+        assert_eq!(standby.lag().get(&0), Some(&0));
     }
 }

@@ -263,9 +263,15 @@ impl StoreWrites {
         self.task.get(store, key)
     }
 
-    /// Entries of `store` with `prefix` as applied (staged writes not included).
-    pub fn scan(&self, store: &str, prefix: &[u8], limit: usize) -> Result<Entries, StreamsError> {
-        self.task.scan(store, prefix, None, limit)
+    /// The store as applied (staged writes not included): the task database itself, for
+    /// scans (see [`TaskDb::scan`]).
+    pub fn applied(&self) -> &TaskDb {
+        &self.task
+    }
+
+    /// The staged write of `key` (`Some(None)`: a delete), if there is one.
+    pub fn staged_value(&self, store: &str, key: &[u8]) -> Option<Option<&[u8]>> {
+        self.staged.get(store)?.get(key).map(|v| v.as_deref())
     }
 
     pub fn put(&mut self, store: &str, key: &[u8], value: Option<&[u8]>) {
@@ -289,6 +295,18 @@ impl StoreWrites {
 
     pub fn is_empty(&self) -> bool {
         self.staged.values().all(Staged::is_empty)
+    }
+
+    /// Writes staged, over all stores.
+    pub fn len(&self) -> usize {
+        self.staged.values().map(Staged::len).sum()
+    }
+
+    /// Applies the staged writes to the store now, without moving any checkpoint (the
+    /// unit's commit does that), and empties them.
+    pub fn apply_now(&mut self) -> Result<(), StreamsError> {
+        let task = Arc::clone(&self.task);
+        task.apply(self, &HashMap::new(), None)
     }
 }
 

@@ -70,6 +70,45 @@ fn interval_ms(p: &Punctuation) -> i64 {
     (p.interval.as_millis() as i64).max(1)
 }
 
+/// Where one unit of work's store writes go besides the local store: each store's
+/// changelog partition, all in one batch whose last offsets become the stores' checkpoints.
+pub(crate) struct UnitChangelog {
+    app_id: String,
+    partition: i32,
+    owner: u64,
+    batch: Batch,
+    /// Changelog topic → store, for the stores written so far.
+    topics: HashMap<String, String>,
+}
+
+impl UnitChangelog {
+    /// Queues every staged write on its store's changelog, marked with the task's owner.
+    /// Blocks while the producer's queue is full.
+    pub(crate) fn send_staged(
+        &mut self,
+        producer: &OutputProducer,
+        writes: &StoreWrites,
+    ) -> Result<(), StreamsError> {
+        for (store, entries) in writes.staged() {
+            let topic = changelog_topic(&self.app_id, store);
+            for (key, value) in entries {
+                producer.send_blocking(
+                    &self.batch,
+                    Outgoing {
+                        topic: &topic,
+                        partition: Some(self.partition),
+                        key,
+                        value: value.as_deref(),
+                        headers: Some(changelog::owner_headers(self.owner)),
+                    },
+                )?;
+            }
+            self.topics.insert(topic, store.to_string());
+        }
+        Ok(())
+    }
+}
+
 impl Task {
     /// Opens a task: takes the producer (fencing any zombie in exactly-once), appends fence
     /// markers to every store changelog, restores each store up to its marker.
@@ -261,12 +300,20 @@ impl Task {
         writes: &mut StoreWrites,
     ) -> Result<(Batch, HashMap<String, String>), crate::Error> {
         let txn = self.producer.is_transactional();
+        let mut changelog = UnitChangelog {
+            app_id: env.app_id.clone(),
+            partition: self.partition,
+            owner: self.owner,
+            batch: Batch::new(),
+            topics: HashMap::new(),
+        };
         {
             let mut ctx = ProcessorContext {
                 partition: self.partition,
                 writes,
                 producer: &self.producer,
                 batch: outputs,
+                changelog: &mut changelog,
             };
             match work {
                 Work::Record(record) => self.processor.process(&mut ctx, record).await?,
@@ -279,26 +326,12 @@ impl Task {
             // At-least-once: nothing says "done" before every output is acknowledged.
             outputs.wait().await?;
         }
-        let changelog = Batch::new();
-        let mut topics = HashMap::new();
-        for (store, entries) in writes.staged() {
-            let topic = changelog_topic(&env.app_id, store);
-            for (key, value) in entries {
-                self.producer
-                    .send(
-                        &changelog,
-                        Outgoing {
-                            topic: &topic,
-                            partition: Some(self.partition),
-                            key,
-                            value: value.as_deref(),
-                            headers: Some(changelog::owner_headers(self.owner)),
-                        },
-                    )
-                    .await?;
-            }
-            topics.insert(topic, store.to_string());
-        }
+        block(|| changelog.send_staged(&self.producer, writes))?;
+        let UnitChangelog {
+            batch: changelog,
+            topics,
+            ..
+        } = changelog;
         if !txn {
             changelog.wait().await?;
         } else if let Work::Record(record) = work {
