@@ -139,8 +139,8 @@ fn header_table() -> Table<Header> {
     ]
 }
 
-fn base_table() -> Table<BaseRecord> {
-    fn b(r: &BaseRecord) -> &BaseSegment {
+fn base_table() -> Table<BaseRecord<'static>> {
+    fn b<'r>(r: &'r BaseRecord<'static>) -> &'r BaseSegment<'static> {
         &r.base
     }
     vec![
@@ -224,7 +224,7 @@ fn base_table() -> Table<BaseRecord> {
     ]
 }
 
-fn j1_table() -> Table<J1> {
+fn j1_table() -> Table<J1<'static>> {
     vec![
         // The parser finds each segment by its identifier.
         ("segmentIdentifier", |_| t("J1")),
@@ -242,8 +242,8 @@ fn j1_table() -> Table<J1> {
     ]
 }
 
-fn j2_table() -> Table<J2> {
-    let mut table: Table<J2> = vec![
+fn j2_table() -> Table<J2<'static>> {
+    let mut table: Table<J2<'static>> = vec![
         ("segmentIdentifier", |_| t("J2")),
         ("surname", |j| t(&j.consumer.surname)),
         ("firstName", |j| t(&j.consumer.first_name)),
@@ -259,7 +259,7 @@ fn j2_table() -> Table<J2> {
             t(&j.consumer.consumer_information_indicator)
         }),
     ];
-    table.extend::<Table<J2>>(vec![
+    table.extend::<Table<J2<'static>>>(vec![
         ("countryCode", |j| t(&j.country_code)),
         ("firstLineAddress", |j| t(&j.first_line_of_address)),
         ("secondLineAddress", |j| t(&j.second_line_of_address)),
@@ -272,7 +272,7 @@ fn j2_table() -> Table<J2> {
     table
 }
 
-fn k1_table() -> Table<K1> {
+fn k1_table() -> Table<K1<'static>> {
     vec![
         ("segmentIdentifier", |_| t("K1")),
         ("originalCreditorName", |k| t(&k.original_creditor_name)),
@@ -282,7 +282,7 @@ fn k1_table() -> Table<K1> {
     ]
 }
 
-fn k2_table() -> Table<K2> {
+fn k2_table() -> Table<K2<'static>> {
     vec![
         ("segmentIdentifier", |_| t("K2")),
         ("purchasedIndicator", |k| code(&k.purchased_sold_indicator)),
@@ -290,7 +290,7 @@ fn k2_table() -> Table<K2> {
     ]
 }
 
-fn k3_table() -> Table<K3> {
+fn k3_table() -> Table<K3<'static>> {
     vec![
         ("segmentIdentifier", |_| t("K3")),
         ("agencyIdentifier", |k| code(&k.agency_identifier)),
@@ -301,7 +301,7 @@ fn k3_table() -> Table<K3> {
     ]
 }
 
-fn k4_table() -> Table<K4> {
+fn k4_table() -> Table<K4<'static>> {
     vec![
         ("segmentIdentifier", |_| t("K4")),
         ("specializedPaymentIndicator", |k| {
@@ -317,7 +317,7 @@ fn k4_table() -> Table<K4> {
     ]
 }
 
-fn l1_table() -> Table<L1> {
+fn l1_table() -> Table<L1<'static>> {
     vec![
         ("segmentIdentifier", |_| t("L1")),
         ("changeIndicator", |l| code(&l.change_indicator)),
@@ -330,7 +330,7 @@ fn l1_table() -> Table<L1> {
     ]
 }
 
-fn n1_table() -> Table<N1> {
+fn n1_table() -> Table<N1<'static>> {
     vec![
         ("segmentIdentifier", |_| t("N1")),
         ("employerName", |e| t(&e.employer_name)),
@@ -420,7 +420,12 @@ fn trailer_table() -> Table<Trailer> {
 }
 
 /// Compares one data record and its segments with moov's JSON for it.
-fn compare_record(what: &str, r: &BaseRecord, theirs: &Value, out: &mut Vec<String>) -> usize {
+fn compare_record(
+    what: &str,
+    r: &BaseRecord<'static>,
+    theirs: &Value,
+    out: &mut Vec<String>,
+) -> usize {
     let mut compared = compare(
         &format!("{what}.base"),
         r,
@@ -629,7 +634,7 @@ fn cfpb_small_file_parses() {
     let accounts: Vec<_> = file
         .records
         .iter()
-        .map(|r| r.base.consumer_account_number.as_str())
+        .map(|r| &*r.base.consumer_account_number)
         .collect();
     assert_eq!(accounts, ["ACCTNUMBER1", "ACCTNUMBER2", "ACCTNUMBER3"]);
     let segments: Vec<_> = file

@@ -147,7 +147,7 @@ fn metro2_files_reconcile_and_a_planted_fault_is_the_base_record_count() -> Resu
     let statuses: BTreeSet<&str> = file
         .records
         .iter()
-        .map(|r| r.base.account_status.as_str())
+        .map(|r| &*r.base.account_status)
         .collect();
     ensure!(statuses.len() > 2, "{statuses:?}");
     for (i, r) in file.records.iter().enumerate() {

@@ -18,6 +18,7 @@
 //! could not be read is never guessed: it is `0` or `None`, with an issue saying so.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 
 use chrono::{NaiveDate, NaiveDateTime};
 
@@ -48,7 +49,7 @@ pub enum Framing {
 pub struct Metro2File {
     pub framing: Framing,
     pub header: Header,
-    pub records: Vec<BaseRecord>,
+    pub records: Vec<BaseRecord<'static>>,
     pub trailer: Option<Trailer>,
     /// Problems of single records (and of the header or trailer, named in the reason).
     pub issues: Vec<RecordIssue>,
@@ -75,152 +76,229 @@ pub struct Header {
     pub prbc_program_identifier: String,
 }
 
-/// One data record: the base segment and the segments that follow it.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct BaseRecord {
-    pub position: Position,
-    pub block_descriptor_word: Option<u32>,
-    pub base: BaseSegment,
-    pub j1: Vec<J1>,
-    pub j2: Vec<J2>,
-    pub k1: Option<K1>,
-    pub k2: Option<K2>,
-    pub k3: Option<K3>,
-    pub k4: Option<K4>,
-    pub l1: Option<L1>,
-    pub n1: Option<N1>,
+/// A parsed value made to own what it borrows of a record's bytes.
+trait IntoStatic {
+    type Static;
+    fn into_static(self) -> Self::Static;
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct BaseSegment {
-    pub record_descriptor_word: u32,
-    pub processing_indicator: String,
-    pub time_stamp: Option<NaiveDateTime>,
-    /// Byte 20, untrimmed: moov reads a correction indicator, CFPB a reserved byte.
-    pub correction_indicator: String,
-    pub identification_number: String,
-    pub cycle_identifier: String,
-    pub consumer_account_number: String,
-    pub portfolio_type: String,
-    pub account_type: String,
-    pub date_opened: Option<NaiveDate>,
-    pub credit_limit: u64,
-    pub highest_credit: u64,
-    pub terms_duration: String,
-    pub terms_frequency: String,
-    pub scheduled_monthly_payment: u64,
-    pub actual_payment_amount: u64,
-    pub account_status: String,
-    pub payment_rating: String,
-    pub payment_history_profile: String,
-    pub special_comment: String,
-    pub compliance_condition_code: String,
-    pub current_balance: u64,
-    pub amount_past_due: u64,
-    pub original_charge_off_amount: u64,
-    pub date_of_account_information: Option<NaiveDate>,
-    pub date_of_first_delinquency: Option<NaiveDate>,
-    pub date_closed: Option<NaiveDate>,
-    pub date_of_last_payment: Option<NaiveDate>,
-    pub interest_type_indicator: String,
-    pub consumer_transaction_type: String,
-    pub surname: String,
-    pub first_name: String,
-    pub middle_name: String,
-    pub generation_code: String,
-    pub social_security_number: String,
-    pub date_of_birth: Option<NaiveDate>,
-    pub telephone_number: String,
-    pub ecoa_code: String,
-    pub consumer_information_indicator: String,
-    pub country_code: String,
-    pub first_line_of_address: String,
-    pub second_line_of_address: String,
-    pub city: String,
-    pub state: String,
-    pub postal_code: String,
-    pub address_indicator: String,
-    pub residence_code: String,
+impl IntoStatic for Cow<'_, str> {
+    type Static = Cow<'static, str>;
+    fn into_static(self) -> Self::Static {
+        Cow::Owned(self.into_owned())
+    }
 }
 
-/// Associated consumer (100 bytes).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct J1 {
-    pub surname: String,
-    pub first_name: String,
-    pub middle_name: String,
-    pub generation_code: String,
-    pub social_security_number: String,
-    pub date_of_birth: Option<NaiveDate>,
-    pub telephone_number: String,
-    pub ecoa_code: String,
-    pub consumer_information_indicator: String,
+/// [`IntoStatic`] for types that borrow nothing.
+macro_rules! borrows_nothing {
+    ($($ty:ty),*) => {
+        $(impl IntoStatic for $ty {
+            type Static = Self;
+            fn into_static(self) -> Self {
+                self
+            }
+        })*
+    };
 }
 
-/// Associated consumer with a different address (200 bytes).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct J2 {
-    /// The fields J2 shares with J1, at the same positions.
-    pub consumer: J1,
-    pub country_code: String,
-    pub first_line_of_address: String,
-    pub second_line_of_address: String,
-    pub city: String,
-    pub state: String,
-    pub postal_code: String,
-    pub address_indicator: String,
-    pub residence_code: String,
+borrows_nothing!(u32, u64, NaiveDate, NaiveDateTime, Position);
+
+impl<T: IntoStatic> IntoStatic for Option<T> {
+    type Static = Option<T::Static>;
+    fn into_static(self) -> Self::Static {
+        self.map(T::into_static)
+    }
 }
 
-/// Original creditor name (34 bytes).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct K1 {
-    pub original_creditor_name: String,
-    pub creditor_classification: String,
+impl<T: IntoStatic> IntoStatic for Vec<T> {
+    type Static = Vec<T::Static>;
+    fn into_static(self) -> Self::Static {
+        self.into_iter().map(T::into_static).collect()
+    }
 }
 
-/// Purchased from / sold to (34 bytes).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct K2 {
-    pub purchased_sold_indicator: String,
-    pub purchased_sold_name: String,
+/// Defines record and segment types whose text may borrow the record's bytes, each with
+/// its `into_owned`.
+macro_rules! borrowing {
+    ($(
+        $(#[$meta:meta])*
+        pub struct $ty:ident<$b:lifetime> {
+            $($(#[$field_meta:meta])* pub $field:ident: $field_ty:ty,)*
+        }
+    )*) => {$(
+        $(#[$meta])*
+        pub struct $ty<$b> {
+            $($(#[$field_meta])* pub $field: $field_ty,)*
+        }
+
+        impl IntoStatic for $ty<'_> {
+            type Static = $ty<'static>;
+            fn into_static(self) -> Self::Static {
+                $ty {
+                    $($field: self.$field.into_static(),)*
+                }
+            }
+        }
+
+        impl $ty<'_> {
+            /// The same, owning its text: it no longer borrows the record's bytes.
+            pub fn into_owned(self) -> $ty<'static> {
+                self.into_static()
+            }
+        }
+    )*};
 }
 
-/// Mortgage information (40 bytes).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct K3 {
-    pub agency_identifier: String,
-    pub agency_account_number: String,
-    pub mortgage_identification_number: String,
-}
+borrowing! {
+    /// One data record: the base segment and the segments that follow it. Its text borrows
+    /// the record's bytes (`'b`) where they are UTF-8 (a lossy copy where not), so reading
+    /// a record copies no text; [`BaseRecord::into_owned`] makes one that outlives them.
+    #[derive(Clone, Debug, Default, PartialEq)]
+    pub struct BaseRecord<'b> {
+        pub position: Position,
+        pub block_descriptor_word: Option<u32>,
+        pub base: BaseSegment<'b>,
+        pub j1: Vec<J1<'b>>,
+        pub j2: Vec<J2<'b>>,
+        pub k1: Option<K1<'b>>,
+        pub k2: Option<K2<'b>>,
+        pub k3: Option<K3<'b>>,
+        pub k4: Option<K4<'b>>,
+        pub l1: Option<L1<'b>>,
+        pub n1: Option<N1<'b>>,
+    }
 
-/// Specialized payment information (30 bytes).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct K4 {
-    pub specialized_payment_indicator: String,
-    pub deferred_payment_start_date: Option<NaiveDate>,
-    pub balloon_payment_due_date: Option<NaiveDate>,
-    pub balloon_payment_amount: u64,
-}
+    #[derive(Clone, Debug, Default, PartialEq, Eq)]
+    pub struct BaseSegment<'b> {
+        pub record_descriptor_word: u32,
+        pub processing_indicator: Cow<'b, str>,
+        pub time_stamp: Option<NaiveDateTime>,
+        /// Byte 20, untrimmed: moov reads a correction indicator, CFPB a reserved byte.
+        pub correction_indicator: Cow<'b, str>,
+        pub identification_number: Cow<'b, str>,
+        pub cycle_identifier: Cow<'b, str>,
+        pub consumer_account_number: Cow<'b, str>,
+        pub portfolio_type: Cow<'b, str>,
+        pub account_type: Cow<'b, str>,
+        pub date_opened: Option<NaiveDate>,
+        pub credit_limit: u64,
+        pub highest_credit: u64,
+        pub terms_duration: Cow<'b, str>,
+        pub terms_frequency: Cow<'b, str>,
+        pub scheduled_monthly_payment: u64,
+        pub actual_payment_amount: u64,
+        pub account_status: Cow<'b, str>,
+        pub payment_rating: Cow<'b, str>,
+        pub payment_history_profile: Cow<'b, str>,
+        pub special_comment: Cow<'b, str>,
+        pub compliance_condition_code: Cow<'b, str>,
+        pub current_balance: u64,
+        pub amount_past_due: u64,
+        pub original_charge_off_amount: u64,
+        pub date_of_account_information: Option<NaiveDate>,
+        pub date_of_first_delinquency: Option<NaiveDate>,
+        pub date_closed: Option<NaiveDate>,
+        pub date_of_last_payment: Option<NaiveDate>,
+        pub interest_type_indicator: Cow<'b, str>,
+        pub consumer_transaction_type: Cow<'b, str>,
+        pub surname: Cow<'b, str>,
+        pub first_name: Cow<'b, str>,
+        pub middle_name: Cow<'b, str>,
+        pub generation_code: Cow<'b, str>,
+        pub social_security_number: Cow<'b, str>,
+        pub date_of_birth: Option<NaiveDate>,
+        pub telephone_number: Cow<'b, str>,
+        pub ecoa_code: Cow<'b, str>,
+        pub consumer_information_indicator: Cow<'b, str>,
+        pub country_code: Cow<'b, str>,
+        pub first_line_of_address: Cow<'b, str>,
+        pub second_line_of_address: Cow<'b, str>,
+        pub city: Cow<'b, str>,
+        pub state: Cow<'b, str>,
+        pub postal_code: Cow<'b, str>,
+        pub address_indicator: Cow<'b, str>,
+        pub residence_code: Cow<'b, str>,
+    }
 
-/// Account number or identification number change (54 bytes).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct L1 {
-    pub change_indicator: String,
-    pub new_consumer_account_number: String,
-    pub new_identification_number: String,
-}
+    /// Associated consumer (100 bytes).
+    #[derive(Clone, Debug, Default, PartialEq, Eq)]
+    pub struct J1<'b> {
+        pub surname: Cow<'b, str>,
+        pub first_name: Cow<'b, str>,
+        pub middle_name: Cow<'b, str>,
+        pub generation_code: Cow<'b, str>,
+        pub social_security_number: Cow<'b, str>,
+        pub date_of_birth: Option<NaiveDate>,
+        pub telephone_number: Cow<'b, str>,
+        pub ecoa_code: Cow<'b, str>,
+        pub consumer_information_indicator: Cow<'b, str>,
+    }
 
-/// Employment (146 bytes).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct N1 {
-    pub employer_name: String,
-    pub first_line_of_employer_address: String,
-    pub second_line_of_employer_address: String,
-    pub employer_city: String,
-    pub employer_state: String,
-    pub employer_postal_code: String,
-    pub occupation: String,
+    /// Associated consumer with a different address (200 bytes).
+    #[derive(Clone, Debug, Default, PartialEq, Eq)]
+    pub struct J2<'b> {
+        /// The fields J2 shares with J1, at the same positions.
+        pub consumer: J1<'b>,
+        pub country_code: Cow<'b, str>,
+        pub first_line_of_address: Cow<'b, str>,
+        pub second_line_of_address: Cow<'b, str>,
+        pub city: Cow<'b, str>,
+        pub state: Cow<'b, str>,
+        pub postal_code: Cow<'b, str>,
+        pub address_indicator: Cow<'b, str>,
+        pub residence_code: Cow<'b, str>,
+    }
+
+    /// Original creditor name (34 bytes).
+    #[derive(Clone, Debug, Default, PartialEq, Eq)]
+    pub struct K1<'b> {
+        pub original_creditor_name: Cow<'b, str>,
+        pub creditor_classification: Cow<'b, str>,
+    }
+
+    /// Purchased from / sold to (34 bytes).
+    #[derive(Clone, Debug, Default, PartialEq, Eq)]
+    pub struct K2<'b> {
+        pub purchased_sold_indicator: Cow<'b, str>,
+        pub purchased_sold_name: Cow<'b, str>,
+    }
+
+    /// Mortgage information (40 bytes).
+    #[derive(Clone, Debug, Default, PartialEq, Eq)]
+    pub struct K3<'b> {
+        pub agency_identifier: Cow<'b, str>,
+        pub agency_account_number: Cow<'b, str>,
+        pub mortgage_identification_number: Cow<'b, str>,
+    }
+
+    /// Specialized payment information (30 bytes).
+    #[derive(Clone, Debug, Default, PartialEq, Eq)]
+    pub struct K4<'b> {
+        pub specialized_payment_indicator: Cow<'b, str>,
+        pub deferred_payment_start_date: Option<NaiveDate>,
+        pub balloon_payment_due_date: Option<NaiveDate>,
+        pub balloon_payment_amount: u64,
+    }
+
+    /// Account number or identification number change (54 bytes).
+    #[derive(Clone, Debug, Default, PartialEq, Eq)]
+    pub struct L1<'b> {
+        pub change_indicator: Cow<'b, str>,
+        pub new_consumer_account_number: Cow<'b, str>,
+        pub new_identification_number: Cow<'b, str>,
+    }
+
+    /// Employment (146 bytes).
+    #[derive(Clone, Debug, Default, PartialEq, Eq)]
+    pub struct N1<'b> {
+        pub employer_name: Cow<'b, str>,
+        pub first_line_of_employer_address: Cow<'b, str>,
+        pub second_line_of_employer_address: Cow<'b, str>,
+        pub employer_city: Cow<'b, str>,
+        pub employer_state: Cow<'b, str>,
+        pub employer_postal_code: Cow<'b, str>,
+        pub occupation: Cow<'b, str>,
+    }
 }
 
 /// The trailer: counts only, never money.
@@ -275,7 +353,8 @@ pub struct TrailerDifference {
 
 /// Parses a whole file. A file without a header, or whose records cannot be framed, is a
 /// [`FileDrift`]; everything else is in the result, problems of single records included.
-/// Holds every record: for large files use [`scan_metro2`], which holds one at a time.
+/// Holds every record, each owning its text: for large files use [`scan_metro2`], which
+/// holds one at a time and copies no text.
 pub fn parse_metro2(bytes: &[u8]) -> Result<Metro2File, FileDrift> {
     let mut records = Vec::new();
     let mut issues = Vec::new();
@@ -283,7 +362,7 @@ pub fn parse_metro2(bytes: &[u8]) -> Result<Metro2File, FileDrift> {
         match event {
             Event::Record(record, mut own) => {
                 issues.append(&mut own);
-                records.push(*record);
+                records.push(record.into_owned());
             }
             Event::FileIssue(issue) => issues.push(issue),
         }
@@ -304,9 +383,12 @@ pub fn parse_metro2(bytes: &[u8]) -> Result<Metro2File, FileDrift> {
 
 /// What [`scan_metro2`] hands on, in file order.
 #[derive(Debug)]
-pub enum Event {
-    /// A data record and the problems found in it (empty when it is clean).
-    Record(Box<BaseRecord>, Vec<RecordIssue>),
+// A record is handed on by value, not boxed: a box would be an allocation per record.
+#[allow(clippy::large_enum_variant)]
+pub enum Event<'r> {
+    /// A data record and the problems found in it (empty when it is clean). Its text
+    /// borrows the record's bytes ([`BaseRecord::into_owned`] to keep it).
+    Record(BaseRecord<'r>, Vec<RecordIssue>),
     /// A problem of the header or trailer (named in the reason), or of the file's
     /// structure: a second header or trailer.
     FileIssue(RecordIssue),
@@ -335,15 +417,36 @@ pub struct Counts {
 
 impl Counts {
     fn add(&mut self, record: &BaseRecord) {
+        self.count(
+            &record.base.account_status,
+            record.j1.len(),
+            record.j2.len(),
+        );
+    }
+
+    /// [`Counts::add`] of the record `f` frames, reading only what is counted: the
+    /// account status as [`parse_base`] reads it and the segments as [`parse_frame`]
+    /// finds them.
+    fn add_frame(&mut self, f: &Frame, position: Position) {
+        // Problems are the full read's to report; this read only counts.
+        let mut ignored = Vec::new();
+        let status = fields(&f.bytes, RECORD_LEN, "base", position, &mut ignored).text(124, 2);
+        let (mut j1, mut j2) = (0, 0);
+        walk_segments(f, position, &mut ignored, |id, _, _| match id {
+            b"J1" => j1 += 1,
+            b"J2" => j2 += 1,
+            _ => {}
+        });
+        self.count(&status, j1, j2);
+    }
+
+    fn count(&mut self, account_status: &str, j1_segments: usize, j2_segments: usize) {
         self.base_records += 1;
-        if let Some(i) = STATUS_CODES
-            .iter()
-            .position(|c| *c == record.base.account_status)
-        {
+        if let Some(i) = STATUS_CODES.iter().position(|c| *c == account_status) {
             self.status[i] += 1;
         }
-        self.j1_segments += record.j1.len() as u64;
-        self.j2_segments += record.j2.len() as u64;
+        self.j1_segments += j1_segments as u64;
+        self.j2_segments += j2_segments as u64;
     }
 }
 
@@ -353,7 +456,39 @@ impl Counts {
 /// header.
 pub fn scan_metro2<E>(
     bytes: &[u8],
-    mut on_event: impl FnMut(Event) -> Result<(), E>,
+    mut on_event: impl FnMut(Event<'_>) -> Result<(), E>,
+) -> Result<Result<Scan, FileDrift>, E> {
+    scan_to(bytes, Depth::Whole, |found| match found {
+        Found::Event(event) => on_event(event),
+        Found::Counted(_) => unreachable!("a whole scan reads every record"),
+    })
+}
+
+/// How much of each data record a scan reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Depth {
+    /// Every field: each record is an [`Event::Record`].
+    Whole,
+    /// What [`Counts`] counts only; each record is a [`Found::Counted`], its problems
+    /// unread.
+    Counts,
+}
+
+/// What [`scan_to`] hands on.
+// Not boxed, as [`Event`].
+#[allow(clippy::large_enum_variant)]
+enum Found<'r> {
+    Event(Event<'r>),
+    /// Where a data record read at [`Depth::Counts`] starts.
+    Counted(Position),
+}
+
+/// [`scan_metro2`], reading each data record to `depth`. File issues and the [`Scan`] are
+/// the same at every depth.
+fn scan_to<E>(
+    bytes: &[u8],
+    depth: Depth,
+    mut on_found: impl FnMut(Found<'_>) -> Result<(), E>,
 ) -> Result<Result<Scan, FileDrift>, E> {
     let framing = match detect_framing(bytes) {
         Ok(f) => f,
@@ -363,6 +498,14 @@ pub fn scan_metro2<E>(
     let mut trailer: Option<Trailer> = None;
     let mut counts = Counts::default();
     let mut failure: Option<E> = None;
+    // Hands on what was found; the callback's error stops the framing and is kept.
+    let mut hand_on = |found: Found<'_>| {
+        on_found(found).map_err(|e| {
+            failure = Some(e);
+            malformed("stopped", 0)
+        })
+    };
+    let file_issue = |issue| Found::Event(Event::FileIssue(issue));
     let framed = frame(bytes, framing, &mut |f: Frame| -> Result<(), FileDrift> {
         let mut file_issues = Vec::new();
         let Some(_) = &header else {
@@ -370,34 +513,31 @@ pub fn scan_metro2<E>(
                 return Err(malformed("the first record is not a HEADER", 0));
             }
             header = Some(parse_header(&f, &mut file_issues));
-            for issue in file_issues {
-                if let Err(e) = on_event(Event::FileIssue(issue)) {
-                    failure = Some(e);
-                    return Err(malformed("stopped", 0));
-                }
-            }
-            return Ok(());
+            return file_issues
+                .into_iter()
+                .map(file_issue)
+                .try_for_each(&mut hand_on);
         };
         let position = Position {
             record_index: counts.base_records,
             line: f.line,
             byte_offset: f.start as u64,
         };
-        let event = if f.is(b"TRAILER") {
+        if f.is(b"TRAILER") {
             if trailer.is_some() {
-                Some(Event::FileIssue(issue_at(
-                    position,
-                    "a second TRAILER record",
-                )))
+                hand_on(file_issue(issue_at(position, "a second TRAILER record")))
             } else {
                 trailer = Some(parse_trailer(&f, &mut file_issues));
-                None
+                file_issues
+                    .into_iter()
+                    .map(file_issue)
+                    .try_for_each(&mut hand_on)
             }
         } else if f.is(b"HEADER") {
-            Some(Event::FileIssue(issue_at(
-                position,
-                "a second HEADER record",
-            )))
+            hand_on(file_issue(issue_at(position, "a second HEADER record")))
+        } else if depth == Depth::Counts {
+            counts.add_frame(&f, position);
+            hand_on(Found::Counted(position))
         } else {
             let mut own = Vec::new();
             if trailer.is_some() {
@@ -405,15 +545,8 @@ pub fn scan_metro2<E>(
             }
             let record = parse_frame(&f, position, &mut own);
             counts.add(&record);
-            Some(Event::Record(Box::new(record), own))
-        };
-        for e in file_issues.into_iter().map(Event::FileIssue).chain(event) {
-            if let Err(e) = on_event(e) {
-                failure = Some(e);
-                return Err(malformed("stopped", 0));
-            }
+            hand_on(Found::Event(Event::Record(record, own)))
         }
-        Ok(())
     });
     if let Some(e) = failure {
         return Err(e);
@@ -433,7 +566,10 @@ pub fn scan_metro2<E>(
 }
 
 /// Parses one data record (optionally after its BDW), e.g. a single record cut from a file.
-pub fn parse_data_record(bytes: &[u8]) -> Result<(BaseRecord, Vec<RecordIssue>), FileDrift> {
+/// The record owns its text.
+pub fn parse_data_record(
+    bytes: &[u8],
+) -> Result<(BaseRecord<'static>, Vec<RecordIssue>), FileDrift> {
     let blocked = word(bytes, 0)
         .and_then(|(_, q)| word(bytes, q))
         .is_some_and(|(rdw, q)| rdw as usize >= RECORD_LEN && bytes.get(q) == Some(&b'1'));
@@ -455,7 +591,7 @@ pub fn parse_data_record(bytes: &[u8]) -> Result<(BaseRecord, Vec<RecordIssue>),
         line: f.line,
         byte_offset: f.start as u64,
     };
-    let record = parse_frame(&f, position, &mut issues);
+    let record = parse_frame(&f, position, &mut issues).into_owned();
     Ok((record, issues))
 }
 
@@ -745,21 +881,41 @@ fn frame_lines<'b>(
 /// Reads fields by their 1-based positions in the Metro 2 layout, reporting what it cannot.
 struct Fields<'a, 'i> {
     bytes: Cow<'a, [u8]>,
+    /// The segment as text if it is UTF-8 (the usual case), checked once, at the first
+    /// text field read; only for borrowed bytes.
+    utf8: OnceCell<Option<&'a str>>,
     /// Named in reasons: `base`, `J1`, ..., `header`, `trailer`.
     segment: &'static str,
     position: Position,
     issues: &'i mut Vec<RecordIssue>,
 }
 
-impl Fields<'_, '_> {
+impl<'a> Fields<'a, '_> {
     fn raw(&self, pos: usize, len: usize) -> &[u8] {
         &self.bytes[pos - 1..pos - 1 + len]
     }
 
-    fn text(&self, pos: usize, len: usize) -> String {
-        String::from_utf8_lossy(self.raw(pos, len))
-            .trim()
-            .to_owned()
+    /// The bytes at `pos` as text, untrimmed, invalid UTF-8 replaced: borrowed from the
+    /// record when they are UTF-8 and the segment is whole (not padded out to its length).
+    fn lossy(&self, pos: usize, len: usize) -> Cow<'a, str> {
+        let Cow::Borrowed(bytes) = self.bytes else {
+            return Cow::Owned(String::from_utf8_lossy(self.raw(pos, len)).into_owned());
+        };
+        let range = pos - 1..pos - 1 + len;
+        let segment = *self.utf8.get_or_init(|| std::str::from_utf8(bytes).ok());
+        // A field of a UTF-8 segment is UTF-8 unless it cuts a character.
+        match segment.and_then(|text| text.get(range.clone())) {
+            Some(text) => Cow::Borrowed(text),
+            None => String::from_utf8_lossy(&bytes[range]),
+        }
+    }
+
+    /// [`Fields::lossy`], trimmed.
+    fn text(&self, pos: usize, len: usize) -> Cow<'a, str> {
+        match self.lossy(pos, len) {
+            Cow::Borrowed(text) => Cow::Borrowed(trim_padded(text)),
+            Cow::Owned(text) => Cow::Owned(text.trim().to_owned()),
+        }
     }
 
     fn mismatch(&mut self, field: &str, expected: &str, pos: usize, len: usize) {
@@ -817,6 +973,13 @@ impl Fields<'_, '_> {
     }
 }
 
+/// `text.trim()`, sooner for a blank-padded field: its trailing blanks are cut byte by byte
+/// first (a blank is a whole character, so the cut is at a character boundary).
+fn trim_padded(text: &str) -> &str {
+    let end = text.bytes().rposition(|b| b != b' ').map_or(0, |i| i + 1);
+    super::value::trim(&text[..end])
+}
+
 /// Eight ASCII digits MMDDYYYY as a date: what chrono's `%m%d%Y` reads from them.
 fn mmddyyyy(raw: &[u8]) -> Option<NaiveDate> {
     super::layout::hand_read_date(raw, "%m%d%Y")
@@ -858,6 +1021,7 @@ fn fields<'a, 'i>(
     };
     Fields {
         bytes,
+        utf8: OnceCell::new(),
         segment,
         position,
         issues,
@@ -905,21 +1069,21 @@ fn parse_header(f: &Frame, issues: &mut Vec<RecordIssue>) -> Header {
     Header {
         block_descriptor_word: f.bdw,
         record_descriptor_word: f.rdw,
-        cycle_identifier: r.text(11, 2),
-        innovis_program_identifier: r.text(13, 10),
-        equifax_program_identifier: r.text(23, 10),
-        experian_program_identifier: r.text(33, 5),
-        transunion_program_identifier: r.text(38, 10),
+        cycle_identifier: r.text(11, 2).into_owned(),
+        innovis_program_identifier: r.text(13, 10).into_owned(),
+        equifax_program_identifier: r.text(23, 10).into_owned(),
+        experian_program_identifier: r.text(33, 5).into_owned(),
+        transunion_program_identifier: r.text(38, 10).into_owned(),
         activity_date: r.date("activity_date", 48),
         date_created: r.date("date_created", 56),
         program_date: r.date("program_date", 64),
         program_revision_date: r.date("program_revision_date", 72),
-        reporter_name: r.text(80, 40),
-        reporter_address: r.text(120, 96),
-        reporter_telephone_number: r.text(216, 10),
-        software_vendor_name: r.text(226, 40),
-        software_version_number: r.text(266, 5),
-        prbc_program_identifier: r.text(271, 20),
+        reporter_name: r.text(80, 40).into_owned(),
+        reporter_address: r.text(120, 96).into_owned(),
+        reporter_telephone_number: r.text(216, 10).into_owned(),
+        software_vendor_name: r.text(226, 40).into_owned(),
+        software_version_number: r.text(266, 5).into_owned(),
+        prbc_program_identifier: r.text(271, 20).into_owned(),
     }
 }
 
@@ -970,7 +1134,11 @@ fn parse_trailer(f: &Frame, issues: &mut Vec<RecordIssue>) -> Trailer {
     }
 }
 
-fn parse_frame(f: &Frame, position: Position, issues: &mut Vec<RecordIssue>) -> BaseRecord {
+fn parse_frame<'f>(
+    f: &'f Frame,
+    position: Position,
+    issues: &mut Vec<RecordIssue>,
+) -> BaseRecord<'f> {
     report_framing(f, "data record", position, issues);
     let mut record = BaseRecord {
         position,
@@ -978,6 +1146,25 @@ fn parse_frame(f: &Frame, position: Position, issues: &mut Vec<RecordIssue>) -> 
         base: parse_base(&f.bytes, f.rdw, position, issues),
         ..BaseRecord::default()
     };
+    walk_segments(f, position, issues, |id, seg, issues| {
+        if !add_segment(&mut record, id, seg, position, issues) {
+            let reason = format!("a second {} segment", String::from_utf8_lossy(id));
+            issues.push(issue_at(position, &reason));
+        }
+    });
+    record
+}
+
+/// Hands each segment after the base segment to `on_segment` with its identifier, in
+/// order, up to blank bytes, the end of the record or an unknown identifier (reported);
+/// a segment cut short is handed on as it is (and reported, unless its framing already
+/// was).
+fn walk_segments<'f>(
+    f: &'f Frame,
+    position: Position,
+    issues: &mut Vec<RecordIssue>,
+    mut on_segment: impl FnMut(&'f [u8], &'f [u8], &mut Vec<RecordIssue>),
+) {
     let mut off = RECORD_LEN;
     while off < f.bytes.len() {
         let rest = &f.bytes[off..];
@@ -1002,14 +1189,9 @@ fn parse_frame(f: &Frame, position: Position, issues: &mut Vec<RecordIssue>) -> 
             );
             issues.push(issue_at(position, &reason));
         }
-        let seg = &rest[..rest.len().min(len)];
-        if !add_segment(&mut record, id, seg, position, issues) {
-            let reason = format!("a second {} segment", String::from_utf8_lossy(id));
-            issues.push(issue_at(position, &reason));
-        }
+        on_segment(id, &rest[..rest.len().min(len)], issues);
         off += len;
     }
-    record
 }
 
 fn segment_len(id: &[u8]) -> Option<usize> {
@@ -1026,10 +1208,10 @@ fn segment_len(id: &[u8]) -> Option<usize> {
 }
 
 /// Parses one segment into `record`; false if it is a second one of a kind allowed once.
-fn add_segment(
-    record: &mut BaseRecord,
+fn add_segment<'b>(
+    record: &mut BaseRecord<'b>,
     id: &[u8],
-    seg: &[u8],
+    seg: &'b [u8],
     position: Position,
     issues: &mut Vec<RecordIssue>,
 ) -> bool {
@@ -1054,18 +1236,18 @@ fn add_segment(
     true
 }
 
-fn parse_base(
-    bytes: &[u8],
+fn parse_base<'b>(
+    bytes: &'b [u8],
     rdw: u32,
     position: Position,
     issues: &mut Vec<RecordIssue>,
-) -> BaseSegment {
+) -> BaseSegment<'b> {
     let mut r = fields(bytes, RECORD_LEN, "base", position, issues);
     BaseSegment {
         record_descriptor_word: rdw,
         processing_indicator: r.text(5, 1),
         time_stamp: r.timestamp("time_stamp", 6),
-        correction_indicator: String::from_utf8_lossy(r.raw(20, 1)).into_owned(),
+        correction_indicator: r.lossy(20, 1),
         identification_number: r.text(21, 20),
         cycle_identifier: r.text(41, 2),
         consumer_account_number: r.text(43, 30),
@@ -1114,7 +1296,7 @@ fn parse_base(
 }
 
 /// The consumer fields J1 and J2 share (positions 4-99).
-fn parse_consumer(r: &mut Fields<'_, '_>) -> J1 {
+fn parse_consumer<'b>(r: &mut Fields<'b, '_>) -> J1<'b> {
     J1 {
         surname: r.text(4, 25),
         first_name: r.text(29, 20),
@@ -1128,11 +1310,11 @@ fn parse_consumer(r: &mut Fields<'_, '_>) -> J1 {
     }
 }
 
-fn parse_j1(seg: &[u8], position: Position, issues: &mut Vec<RecordIssue>) -> J1 {
+fn parse_j1<'b>(seg: &'b [u8], position: Position, issues: &mut Vec<RecordIssue>) -> J1<'b> {
     parse_consumer(&mut fields(seg, 100, "J1", position, issues))
 }
 
-fn parse_j2(seg: &[u8], position: Position, issues: &mut Vec<RecordIssue>) -> J2 {
+fn parse_j2<'b>(seg: &'b [u8], position: Position, issues: &mut Vec<RecordIssue>) -> J2<'b> {
     let mut r = fields(seg, 200, "J2", position, issues);
     J2 {
         consumer: parse_consumer(&mut r),
@@ -1147,7 +1329,7 @@ fn parse_j2(seg: &[u8], position: Position, issues: &mut Vec<RecordIssue>) -> J2
     }
 }
 
-fn parse_k1(seg: &[u8], position: Position, issues: &mut Vec<RecordIssue>) -> K1 {
+fn parse_k1<'b>(seg: &'b [u8], position: Position, issues: &mut Vec<RecordIssue>) -> K1<'b> {
     let r = fields(seg, 34, "K1", position, issues);
     K1 {
         original_creditor_name: r.text(3, 30),
@@ -1155,7 +1337,7 @@ fn parse_k1(seg: &[u8], position: Position, issues: &mut Vec<RecordIssue>) -> K1
     }
 }
 
-fn parse_k2(seg: &[u8], position: Position, issues: &mut Vec<RecordIssue>) -> K2 {
+fn parse_k2<'b>(seg: &'b [u8], position: Position, issues: &mut Vec<RecordIssue>) -> K2<'b> {
     let r = fields(seg, 34, "K2", position, issues);
     K2 {
         purchased_sold_indicator: r.text(3, 1),
@@ -1163,7 +1345,7 @@ fn parse_k2(seg: &[u8], position: Position, issues: &mut Vec<RecordIssue>) -> K2
     }
 }
 
-fn parse_k3(seg: &[u8], position: Position, issues: &mut Vec<RecordIssue>) -> K3 {
+fn parse_k3<'b>(seg: &'b [u8], position: Position, issues: &mut Vec<RecordIssue>) -> K3<'b> {
     let r = fields(seg, 40, "K3", position, issues);
     K3 {
         agency_identifier: r.text(3, 2),
@@ -1172,7 +1354,7 @@ fn parse_k3(seg: &[u8], position: Position, issues: &mut Vec<RecordIssue>) -> K3
     }
 }
 
-fn parse_k4(seg: &[u8], position: Position, issues: &mut Vec<RecordIssue>) -> K4 {
+fn parse_k4<'b>(seg: &'b [u8], position: Position, issues: &mut Vec<RecordIssue>) -> K4<'b> {
     let mut r = fields(seg, 30, "K4", position, issues);
     K4 {
         specialized_payment_indicator: r.text(3, 2),
@@ -1182,7 +1364,7 @@ fn parse_k4(seg: &[u8], position: Position, issues: &mut Vec<RecordIssue>) -> K4
     }
 }
 
-fn parse_l1(seg: &[u8], position: Position, issues: &mut Vec<RecordIssue>) -> L1 {
+fn parse_l1<'b>(seg: &'b [u8], position: Position, issues: &mut Vec<RecordIssue>) -> L1<'b> {
     let r = fields(seg, 54, "L1", position, issues);
     L1 {
         change_indicator: r.text(3, 1),
@@ -1191,7 +1373,7 @@ fn parse_l1(seg: &[u8], position: Position, issues: &mut Vec<RecordIssue>) -> L1
     }
 }
 
-fn parse_n1(seg: &[u8], position: Position, issues: &mut Vec<RecordIssue>) -> N1 {
+fn parse_n1<'b>(seg: &'b [u8], position: Position, issues: &mut Vec<RecordIssue>) -> N1<'b> {
     let r = fields(seg, 146, "N1", position, issues);
     N1 {
         employer_name: r.text(3, 30),
@@ -1309,7 +1491,7 @@ enum Raw<'a> {
 }
 
 /// Reads one layout field's raw value from a base record.
-type Picker = for<'a> fn(&'a BaseRecord) -> Raw<'a>;
+type Picker = for<'a, 'b> fn(&'a BaseRecord<'b>) -> Raw<'a>;
 
 /// The reader of base-segment field `source`, found once per file rather than by name per
 /// record.
@@ -1380,7 +1562,8 @@ pub fn parse_metro2_records<E>(
 }
 
 /// [`parse_metro2_records`], or with [`super::Pass::Reconcile`] its structure and trailer
-/// only (the counts come from the scan; no record is typed).
+/// only (the counts come from the scan, which reads of a record only what is counted; no
+/// record is typed).
 pub(super) fn parse_metro2_pass<E>(
     bytes: &[u8],
     category: &super::Category,
@@ -1394,12 +1577,23 @@ pub(super) fn parse_metro2_pass<E>(
     let pickers: Vec<Picker> = category.fields.iter().map(|f| picker(&f.column)).collect();
     // Reused across records; see `recycle`.
     let mut spare: Vec<super::FieldValue<'static>> = Vec::with_capacity(pickers.len());
-    let scan = scan_metro2(bytes, |event| match event {
-        Event::FileIssue(issue) => {
+    // A reconciling pass types no record: its scan only counts them.
+    let depth = match pass {
+        super::Pass::Typed => Depth::Whole,
+        super::Pass::Reconcile(_) => Depth::Counts,
+    };
+    let scan = scan_to(bytes, depth, |found| match found {
+        Found::Event(Event::FileIssue(issue)) => {
             file_problem.get_or_insert(issue);
             Ok(())
         }
-        Event::Record(record, issues) => {
+        Found::Counted(position) => {
+            summary.records += 1;
+            // Tells a reconciling pass's `on_offset`; a counted record is never typed.
+            pass.types_record_at(position.byte_offset);
+            Ok(())
+        }
+        Found::Event(Event::Record(record, issues)) => {
             summary.records += 1;
             if !pass.types_record_at(record.position.byte_offset) {
                 return Ok(());
@@ -1489,7 +1683,7 @@ pub(super) fn parse_metro2_pass<E>(
 /// A clean record's values in layout order (into `values`, emptied first), or the first
 /// reason one cannot be read. `pickers` read the layout's fields, in its order.
 fn record_values<'r>(
-    record: &'r BaseRecord,
+    record: &'r BaseRecord<'_>,
     category: &super::Category,
     pickers: &[Picker],
     values: &mut Vec<super::FieldValue<'r>>,
@@ -1590,6 +1784,86 @@ mod tests {
         }
     }
 
+    /// A field's text is what `String::from_utf8_lossy(..).trim()` makes of its bytes (and
+    /// `lossy` the same untrimmed), whether the segment is borrowed or padded, UTF-8 or not,
+    /// and where a field cuts a character.
+    #[test]
+    fn text_is_the_lossy_trimmed_bytes() {
+        let samples: [&[u8]; 14] = [
+            b"",
+            b"   ",
+            b"AB   ",
+            b"  AB",
+            b" A B ",
+            b"\tA\n",
+            "\u{e9}  ".as_bytes(),
+            "\u{a0}x\u{a0}".as_bytes(),
+            "x\u{3000}".as_bytes(),
+            "\u{20ac} ".as_bytes(),
+            b"\xff  ",
+            b"A\xc3",
+            b"\xa9B ",
+            b"\xe2\x82",
+        ];
+        for a in samples {
+            for b in samples {
+                let bytes = [a, b].concat();
+                let n = bytes.len();
+                // Each of the two, both, and the middle (cutting a character at either end).
+                let mut spans = vec![(1, a.len()), (a.len() + 1, b.len()), (1, n)];
+                if n >= 2 {
+                    spans.push((2, n - 2));
+                }
+                for padded in [0, 3] {
+                    let mut issues = Vec::new();
+                    let r = fields(&bytes, n + padded, "test", Position::default(), &mut issues);
+                    for &(pos, len) in &spans {
+                        let raw = &bytes[pos - 1..pos - 1 + len];
+                        let what = format!("{raw:?} at {pos} of {bytes:?} (+{padded})");
+                        assert_eq!(r.lossy(pos, len), String::from_utf8_lossy(raw), "{what}");
+                        let trimmed = String::from_utf8_lossy(raw).trim().to_owned();
+                        assert_eq!(r.text(pos, len), trimmed, "{what}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// A scan that only counts finds what a whole scan finds: the same file issues, records
+    /// at the same positions, the same counts and trailer; also in damaged files.
+    #[test]
+    fn a_counting_scan_finds_what_a_whole_scan_finds() {
+        let mut files = vec![
+            reference("moov_unpacked_fixed_file.dat"),
+            reference("moov_unpacked_variable_file.dat"),
+            reference("cfpb_m2_file_small.txt"),
+        ];
+        // Each damaged in one byte (a blank, a segment identifier, a line break, invalid
+        // UTF-8, a digit), at positions spread over the file.
+        for base in files.clone() {
+            for (k, i) in (0..base.len()).step_by(23).enumerate() {
+                let mut damaged = base.clone();
+                damaged[i] = b" J2\n\xff9"[k % 6];
+                files.push(damaged);
+            }
+        }
+        for bytes in &files {
+            let scan = |depth| {
+                let mut found = Vec::new();
+                let scan = scan_to(bytes, depth, |f| {
+                    found.push(match f {
+                        Found::Event(Event::Record(record, _)) => Ok(record.position),
+                        Found::Counted(position) => Ok(position),
+                        Found::Event(Event::FileIssue(issue)) => Err(issue),
+                    });
+                    Ok::<(), std::convert::Infallible>(())
+                });
+                (scan, found)
+            };
+            assert_eq!(scan(Depth::Whole), scan(Depth::Counts));
+        }
+    }
+
     /// Every frame of `bytes`, collected.
     fn collect_frames(bytes: &[u8], framing: Framing) -> Result<Vec<Frame<'_>>, FileDrift> {
         let mut frames = Vec::new();
@@ -1612,7 +1886,7 @@ mod tests {
     }
 
     /// A single segment file, parsed with its own parser; no issues allowed.
-    fn segment(name: &str, id: &[u8]) -> BaseRecord {
+    fn segment(name: &str, id: &[u8]) -> BaseRecord<'static> {
         let bytes = reference(name);
         let bytes: Vec<u8> = bytes.into_iter().filter(|b| !is_break(b)).collect();
         assert_eq!(&bytes[..2], id);
@@ -1627,7 +1901,7 @@ mod tests {
             &mut issues
         ));
         assert_eq!(issues, []);
-        record
+        record.into_owned()
     }
 
     #[test]
@@ -1671,10 +1945,7 @@ mod tests {
         assert_eq!(b.correction_indicator, "0");
         assert_eq!(b.identification_number, "6666666");
         assert_eq!(b.consumer_account_number, "553723456");
-        assert_eq!(
-            (b.portfolio_type.as_str(), b.account_type.as_str()),
-            ("M", "48")
-        );
+        assert_eq!((&*b.portfolio_type, &*b.account_type), ("M", "48"));
         assert_eq!(b.date_opened, date(2019, 11, 22));
         assert_eq!((b.credit_limit, b.highest_credit), (0, 2438));
         assert_eq!(b.terms_duration, "LOC");
@@ -1702,11 +1973,8 @@ mod tests {
         assert_eq!(b.first_line_of_address, "RMXH+6W Casper, Wyoming,");
         assert_eq!(b.second_line_of_address, "United States");
         assert_eq!(b.city, "U.S. Postal");
-        assert_eq!((b.state.as_str(), b.postal_code.as_str()), ("MI", "72654"));
-        assert_eq!(
-            (b.address_indicator.as_str(), b.residence_code.as_str()),
-            ("Y", "O")
-        );
+        assert_eq!((&*b.state, &*b.postal_code), ("MI", "72654"));
+        assert_eq!((&*b.address_indicator, &*b.residence_code), ("Y", "O"));
         // The record's segments, each once but J2 twice.
         assert_eq!((r.j1.len(), r.j2.len()), (1, 2));
         assert!(r.k1.is_some() && r.k2.is_some() && r.k3.is_some() && r.k4.is_some());
@@ -1719,7 +1987,7 @@ mod tests {
         let expected = J1 {
             surname: "BEAUCHAMP".into(),
             first_name: "KEVIN".into(),
-            middle_name: String::new(),
+            middle_name: "".into(),
             generation_code: "S".into(),
             social_security_number: "445112877".into(),
             date_of_birth: date(2020, 1, 2),
@@ -1734,14 +2002,8 @@ mod tests {
         assert_eq!(j2.first_line_of_address, "234 HARRISON PLACE");
         assert_eq!(j2.second_line_of_address, "SUITE #305");
         assert_eq!(j2.city, "LANSING");
-        assert_eq!(
-            (j2.state.as_str(), j2.postal_code.as_str()),
-            ("MI", "72654")
-        );
-        assert_eq!(
-            (j2.address_indicator.as_str(), j2.residence_code.as_str()),
-            ("Y", "O")
-        );
+        assert_eq!((&*j2.state, &*j2.postal_code), ("MI", "72654"));
+        assert_eq!((&*j2.address_indicator, &*j2.residence_code), ("Y", "O"));
     }
 
     #[test]

@@ -438,10 +438,7 @@ mod tests {
         for (i, r) in file.records.iter().enumerate() {
             let b = &r.base;
             assert_eq!(b.consumer_account_number, card_number(7, i));
-            assert_eq!(
-                (b.portfolio_type.as_str(), b.account_type.as_str()),
-                ("R", "18")
-            );
+            assert_eq!((&*b.portfolio_type, &*b.account_type), ("R", "18"));
             assert_eq!(b.date_of_account_information, last_day);
             assert!(b.date_opened.is_some_and(|d| d < last_day.unwrap()));
             assert!(!b.surname.is_empty() && !b.first_name.is_empty());
