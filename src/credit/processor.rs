@@ -469,36 +469,45 @@ impl Processor for FileProcessor {
                     key: arrival.raw_key.clone(),
                     source,
                 })?;
-                let identity = output
+                // The file's logical identity and its place in the version chain, read
+                // once: they decide both whether routing may apply the views as it goes and
+                // how the file is recorded.
+                let versioning = output
                     .category
                     .identity
                     .as_ref()
-                    .and_then(|i| i.identity(arrival.file_name()));
-                let plan = match &identity {
-                    Some(identity) if output.category.account.is_some() => Some(ChainPlan::read(
-                        ctx,
-                        &arrival.client_id,
-                        &output.category,
-                        identity,
-                        &arrival.sha256,
-                    )?),
-                    _ => None,
-                };
-                let views = plan
-                    .as_ref()
-                    .filter(|p| p.becomes_current())
-                    .zip(identity.as_ref())
-                    .map(|(p, identity)| {
-                        AccountTarget::new(
+                    .and_then(|i| i.identity(arrival.file_name()))
+                    .map(|identity| {
+                        ChainPlan::read(
+                            ctx,
                             &arrival.client_id,
                             &output.category,
                             identity,
+                            &arrival.sha256,
+                        )
+                    })
+                    .transpose()?;
+                let views = versioning
+                    .as_ref()
+                    .filter(|p| output.category.account.is_some() && p.becomes_current())
+                    .map(|p| {
+                        AccountTarget::new(
+                            &arrival.client_id,
+                            &output.category,
+                            &p.identity,
                             p.number,
                             &arrival.sha256,
                         )
                     });
                 let routed = tokio::task::block_in_place(|| {
-                    self.route_records(ctx, &arrival, output, &mapped, views.as_ref())
+                    self.route_records(
+                        ctx,
+                        &arrival,
+                        output,
+                        &mapped,
+                        versioning.is_some(),
+                        views.as_ref(),
+                    )
                 })?;
                 drop(mapped);
                 drop(object);
@@ -518,18 +527,12 @@ impl Processor for FileProcessor {
                         (entry, Outcome::Accepted(routed))
                     }
                 };
-                let name = arrival.file_name();
-                match output
-                    .category
-                    .identity
-                    .as_ref()
-                    .map(|i| (i, i.identity(name)))
-                {
-                    Some((_, Some(identity))) => {
-                        self.record_version(ctx, &arrival, output, identity, &mut entry, outcome)
+                match (output.category.identity.as_ref(), versioning) {
+                    (_, Some(plan)) => {
+                        self.record_version(ctx, &arrival, output, plan, &mut entry, outcome)
                             .await?;
                     }
-                    Some((spec, None)) => {
+                    (Some(spec), None) => {
                         let note = format!(
                             "the name states no logical identity (pattern {}): not versioned, \
                              not in views or reports",
@@ -543,7 +546,7 @@ impl Processor for FileProcessor {
                         .emit();
                         append_reason(&mut entry, note);
                     }
-                    None => {}
+                    (None, None) => {}
                 }
                 entry
             }
@@ -886,18 +889,19 @@ impl FileProcessor {
         ctx: &mut ProcessorContext<'_>,
         arrival: &FileArrived,
         output: &CategoryOutput,
-        identity: Identity,
+        plan: ChainPlan,
         entry: &mut FileLedgerEntry,
         outcome: Outcome,
     ) -> Result<(), crate::Error> {
         let category = &output.category;
         let client = arrival.client_id.as_str();
         let ChainPlan {
+            identity,
             key,
             mut chain,
             existing,
             number,
-        } = ChainPlan::read(ctx, client, category, &identity, &arrival.sha256)?;
+        } = plan;
         let (not_out, trailer, reason, contributions) = match outcome {
             Outcome::Held { reason } => (Vec::new(), None, Some(reason), None),
             Outcome::Accepted(r) => (r.not_out, r.trailer, None, Some(r.contributions)),
@@ -1104,13 +1108,16 @@ impl FileProcessor {
     ///
     /// `views` is where the file's accounts go if it is accepted and becomes current. When
     /// the file was validated whole before this pass (so it will be accepted), they are
-    /// applied a chunk at a time as they are read, instead of held for the end.
+    /// applied a chunk at a time as they are read, instead of held for the end. A file
+    /// without a logical identity (`versioned` false) has no versions, so it adds nothing
+    /// to the views.
     fn route_records(
         &self,
         ctx: &mut ProcessorContext<'_>,
         arrival: &FileArrived,
         output: &CategoryOutput,
         raw: &MappedRaw,
+        versioned: bool,
         views: Option<&AccountTarget<'_>>,
     ) -> Result<Routed, crate::Error> {
         let bytes: &[u8] = raw;
@@ -1137,13 +1144,7 @@ impl FileProcessor {
             return Ok(Routed::Held(drift));
         }
         raw.rewind();
-        let identity = output
-            .category
-            .identity
-            .as_ref()
-            .and_then(|i| i.identity(arrival.file_name()));
-        // Files without an identity have no versions, so add nothing to the views.
-        let mut gather = identity.map(|_| Gather {
+        let mut gather = versioned.then(|| Gather {
             category: &output.category,
             sha256: &arrival.sha256,
             contributions: Contributions::default(),
@@ -1245,8 +1246,10 @@ impl FileProcessor {
     }
 }
 
-/// A file's place in its logical identity's version chain, as read before it is recorded.
+/// A file's logical identity and its place in the identity's version chain, as read
+/// before the file is routed and recorded.
 struct ChainPlan {
+    identity: Identity,
     /// The chain's key in the versions store.
     key: String,
     chain: VersionChain,
@@ -1261,10 +1264,10 @@ impl ChainPlan {
         ctx: &ProcessorContext<'_>,
         client: &str,
         category: &Category,
-        identity: &Identity,
+        identity: Identity,
         sha256: &str,
     ) -> Result<ChainPlan, crate::Error> {
-        let key = identity_key(client, &category.name, identity);
+        let key = identity_key(client, &category.name, &identity);
         let chain: VersionChain = match ctx.get(VERSIONS_STORE, key.as_bytes())? {
             Some(raw) => decode_state(VERSIONS_STORE, &key, &raw)?,
             None => VersionChain {
@@ -1278,6 +1281,7 @@ impl ChainPlan {
         let existing = chain.versions.iter().position(|v| v.file_sha256 == sha256);
         let number = existing.map_or_else(|| chain.next_version(), |i| chain.versions[i].version);
         Ok(ChainPlan {
+            identity,
             key,
             chain,
             existing,
