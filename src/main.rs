@@ -10,6 +10,11 @@ use credstream::{Error, ErrorKind, app, demo};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
+/// See Cargo.toml: threads hand records to each other, and glibc's arena locks made them
+/// wait on one another.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
