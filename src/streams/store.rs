@@ -1,32 +1,18 @@
 //! State stores: one RocksDB instance per task, a column family per store, and the
 //! changelog checkpoint of each store in a `__meta` column family, written in the same
 //! atomic batch as the data it describes.
-//!
-//! No write-ahead log. A store is a cache of its changelog, so, as in Kafka Streams, its
-//! writes skip RocksDB's WAL and the column families are flushed together (`atomic_flush`):
-//! what is on disk after a crash is the state as of some earlier batch, data and
-//! checkpoints alike, and the restore replays the changelog from that checkpoint. A clean
-//! close flushes what the memtables hold; a running task asks for a flush (without
-//! waiting) at most every [`FLUSH_EVERY`], so a crash costs at most that much restore.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
 
 use rocksdb::{
-    BlockBasedOptions, ColumnFamilyDescriptor, DB, Direction, FlushOptions, IteratorMode, Options,
-    WriteBatch, WriteOptions,
+    BlockBasedOptions, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch,
 };
 
 use super::StreamsError;
 
 const META_CF: &str = "__meta";
-
-/// How often a task with new writes asks RocksDB to flush its memtables (without waiting):
-/// the most a crash can make a restore replay, beyond what filled a memtable anyway.
-pub const FLUSH_EVERY: Duration = Duration::from_secs(30);
 
 /// A store's column family options. Processors ask for keys that are mostly absent (a
 /// file's dedup key, a new account): a bloom filter per table (10 bits per key, ~1 %
@@ -78,12 +64,6 @@ fn err(store: &str) -> impl FnOnce(rocksdb::Error) -> StreamsError + '_ {
 pub struct TaskDb {
     partition: i32,
     db: DB,
-    /// Every column family: the stores and `__meta`.
-    families: Vec<String>,
-    /// When the task was opened: the origin of `flushed_at`.
-    opened: Instant,
-    /// Milliseconds after `opened` of the last flush request.
-    flushed_at: AtomicU64,
 }
 
 impl std::fmt::Debug for TaskDb {
@@ -102,9 +82,6 @@ impl TaskDb {
         options.create_missing_column_families(true);
         // Small stores, many tasks: keep the per-instance footprint modest.
         options.set_max_background_jobs(2);
-        // Writes skip the WAL (see the module's documentation): flushing every column
-        // family together keeps what is on disk a consistent point in the batch sequence.
-        options.set_atomic_flush(true);
         let mut cfs: Vec<ColumnFamilyDescriptor> = stores
             .iter()
             .map(|s| ColumnFamilyDescriptor::new(s, store_options()))
@@ -116,46 +93,7 @@ impl TaskDb {
             message: format!("cannot create {}: {e}", dir.display()),
         })?;
         let db = DB::open_cf_descriptors(&options, dir, cfs).map_err(err("open"))?;
-        let mut families = stores.to_vec();
-        families.push(META_CF.to_string());
-        Ok(TaskDb {
-            partition,
-            db,
-            families,
-            opened: Instant::now(),
-            flushed_at: AtomicU64::new(0),
-        })
-    }
-
-    /// Writes a batch without the WAL, then asks for a flush if the last one is
-    /// [`FLUSH_EVERY`] ago.
-    fn write(&self, batch: WriteBatch, what: &str) -> Result<(), StreamsError> {
-        let mut options = WriteOptions::default();
-        options.disable_wal(true);
-        self.db.write_opt(batch, &options).map_err(err(what))?;
-        let now = self.opened.elapsed().as_millis() as u64;
-        let last = self.flushed_at.load(Ordering::Relaxed);
-        if now.saturating_sub(last) >= FLUSH_EVERY.as_millis() as u64
-            && self
-                .flushed_at
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            self.flush(false)?;
-        }
-        Ok(())
-    }
-
-    /// Flushes every store's memtable to disk together; `wait`: until it is done.
-    pub fn flush(&self, wait: bool) -> Result<(), StreamsError> {
-        let mut options = FlushOptions::default();
-        options.set_wait(wait);
-        let cfs: Vec<&rocksdb::ColumnFamily> = self
-            .families
-            .iter()
-            .filter_map(|name| self.db.cf_handle(name))
-            .collect();
-        self.db.flush_cfs_opt(&cfs, &options).map_err(err("flush"))
+        Ok(TaskDb { partition, db })
     }
 
     pub fn partition(&self) -> i32 {
@@ -261,7 +199,7 @@ impl TaskDb {
         if let Some(t) = stream_time {
             batch.put_cf(meta, STREAM_TIME_KEY, t.to_be_bytes());
         }
-        self.write(batch, "apply")
+        self.db.write(batch).map_err(err("apply"))
     }
 
     /// Applies restored changelog records (`None`: tombstone), the checkpoint and the
@@ -284,7 +222,7 @@ impl TaskDb {
         let meta = self.cf(META_CF)?;
         batch.put_cf(meta, checkpoint_key(store), next_offset.to_be_bytes());
         batch.put_cf(meta, owner_key(store), owner.unwrap_or(0).to_be_bytes());
-        self.write(batch, store)
+        self.db.write(batch).map_err(err(store))
     }
 
     /// Empties a store and forgets its checkpoint: for a changelog that no longer matches.
@@ -298,7 +236,7 @@ impl TaskDb {
         let meta = self.cf(META_CF)?;
         batch.delete_cf(meta, checkpoint_key(store));
         batch.delete_cf(meta, owner_key(store));
-        self.write(batch, store)
+        self.db.write(batch).map_err(err(store))
     }
 }
 
@@ -499,47 +437,6 @@ mod tests {
         task.wipe("dedup").unwrap();
         assert_eq!(task.get("dedup", b"k").unwrap(), None);
         assert_eq!(task.checkpoint("dedup").unwrap(), None);
-    }
-
-    /// What a crash leaves: the files on disk while the task is open, without its
-    /// memtables. Writes skip the WAL, so that is the state as of the last flush, with the
-    /// checkpoints of that moment: consistent, never data without its checkpoint.
-    #[test]
-    fn a_crash_leaves_the_last_flushed_state_with_its_checkpoints() {
-        let dir = tempfile::tempdir().unwrap();
-        let stores = vec!["dedup".to_string(), "ledger".to_string()];
-        let live = dir.path().join("live");
-        let task = Arc::new(TaskDb::open(&live, 0, &stores).unwrap());
-        let unit = |key: &[u8], offset: i64| {
-            let mut writes = StoreWrites::new(task.clone());
-            writes.put("dedup", key, Some(b"d"));
-            writes.put("ledger", key, Some(b"l"));
-            let checkpoints = HashMap::from([
-                ("dedup".to_string(), offset),
-                ("ledger".to_string(), offset),
-            ]);
-            task.apply(&mut writes, &checkpoints, Some(offset)).unwrap();
-        };
-        unit(b"first", 1);
-        task.flush(true).unwrap();
-        unit(b"second", 2);
-        assert_eq!(task.get("ledger", b"second").unwrap(), Some(b"l".to_vec()));
-
-        let crashed = dir.path().join("crashed");
-        std::fs::create_dir(&crashed).unwrap();
-        for entry in std::fs::read_dir(&live).unwrap() {
-            let entry = entry.unwrap();
-            if entry.file_name() != "LOCK" {
-                std::fs::copy(entry.path(), crashed.join(entry.file_name())).unwrap();
-            }
-        }
-        let after = TaskDb::open(&crashed, 0, &stores).unwrap();
-        for store in ["dedup", "ledger"] {
-            assert!(after.get(store, b"first").unwrap().is_some(), "{store}");
-            assert_eq!(after.get(store, b"second").unwrap(), None, "{store}");
-            assert_eq!(after.checkpoint(store).unwrap(), Some(1), "{store}");
-        }
-        assert_eq!(after.stream_time().unwrap(), Some(1));
     }
 
     #[test]
