@@ -672,6 +672,9 @@ pub struct TopologyConfig {
     /// many accounts at a time, as it is read, so memory stays flat however many accounts
     /// it has. A file with more accounts than this is visible half-applied in the views
     /// while it is processed (its ledger entry comes last); a smaller one appears at once.
+    /// 20 000 by default: on the e2e bench (1 M accounts) chunks of 10–20 k ran ~12 %
+    /// faster with ~10 % less CPU and ~90 MiB less peak memory than 50 k — a smaller
+    /// chunk's staged maps and write batch stay in cache and reuse memory already mapped.
     pub view_chunk_accounts: usize,
 }
 
@@ -680,7 +683,7 @@ impl Default for TopologyConfig {
         TopologyConfig {
             dir: None,
             avro_dir: None,
-            view_chunk_accounts: 50_000,
+            view_chunk_accounts: 20_000,
         }
     }
 }
@@ -1070,7 +1073,7 @@ mod tests {
         assert!(err.contains("topology.view_chunk_accounts"), "{err}");
         let path = write(dir.path(), "[app]\nid = \"x\"\n");
         let config = Config::load_with_env(Some(&path), Env::prefixed("CS_TEST_NONE_")).unwrap();
-        assert_eq!(config.topology.view_chunk_accounts, 50_000);
+        assert_eq!(config.topology.view_chunk_accounts, 20_000);
     }
 
     #[test]

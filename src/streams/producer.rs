@@ -31,7 +31,9 @@ pub struct BatchState {
     pending: AtomicU64,
     sent: AtomicU64,
     failure: Mutex<Option<KafkaError>>,
-    offsets: Mutex<HashMap<(String, i32), i64>>,
+    /// `(topic, partition, highest offset)`: a batch writes to a handful of partitions, so
+    /// a short list, searched without allocating, for one report per record.
+    offsets: Mutex<Vec<(String, i32, i64)>>,
     done: tokio::sync::Notify,
 }
 
@@ -65,7 +67,13 @@ impl Batch {
 
     /// The highest acknowledged offset per `(topic, partition)`.
     pub fn offsets(&self) -> HashMap<(String, i32), i64> {
-        self.state.offsets.lock().expect("batch lock").clone()
+        self.state
+            .offsets
+            .lock()
+            .expect("batch lock")
+            .iter()
+            .map(|(topic, partition, offset)| ((topic.clone(), *partition), *offset))
+            .collect()
     }
 }
 
@@ -73,11 +81,15 @@ impl BatchState {
     fn complete(&self, result: &DeliveryResult<'_>) {
         match result {
             Ok(msg) => {
+                let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
                 let mut offsets = self.offsets.lock().expect("batch lock");
-                let slot = offsets
-                    .entry((msg.topic().to_string(), msg.partition()))
-                    .or_insert(-1);
-                *slot = (*slot).max(msg.offset());
+                match offsets
+                    .iter_mut()
+                    .find(|(t, p, _)| *p == partition && t == topic)
+                {
+                    Some((_, _, highest)) => *highest = (*highest).max(offset),
+                    None => offsets.push((topic.to_string(), partition, offset)),
+                }
             }
             Err((e, _)) => {
                 self.failure
